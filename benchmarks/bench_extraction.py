@@ -1,0 +1,111 @@
+"""Feature-extraction throughput (images/s), as ratios against baselines in the same run.
+
+Compared, on the same N images of a real data set (EfficientNet-Lite0 by default):
+  naive     one PIL image at a time, batch 1, NCHW, eager (what a first script does)
+  pipeline  mvcpaper.features.extract_features, eager (channels_last, batched, DataLoader)
+  compiled  the same with torch.compile (compilation time reported apart)
+  forward   the bare batched forward pass on pre-decoded tensors (channels_last, eager):
+            an upper bound for an eager pipeline; decoding and resizing cost the rest
+  bf16      bare forward under CPU bf16 autocast (with --bf16; plus its effect on NMI)
+
+Usage: python benchmarks/bench_extraction.py [--dataset coil100] [--n 512] [--backbone efficientnet_lite0] [--bf16]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from mvcpaper.data import load_dataset
+from mvcpaper.features import build_model, extract_features, get_backbone, image_transform
+from mvcpaper.features.extract import FeatureExtractor
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="coil100")
+    ap.add_argument("--data-root", default=os.environ.get("MVCPAPER_DATA", "../shared/data"))
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--n", type=int, default=512, help="images timed (evenly spread over the set)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--bf16", action="store_true", help="also time CPU bf16 autocast and its NMI effect")
+    a = ap.parse_args()
+
+    full = load_dataset(a.dataset, root=a.data_root)
+    idx = np.linspace(0, len(full) - 1, min(a.n, len(full))).round().astype(int)
+    ds = full.subset(idx, name=f"{a.dataset}-bench{len(idx)}")
+    spec = get_backbone(a.backbone)
+    tf = image_transform(spec)
+    model, _ = build_model(spec)
+    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    print(f"# data: {len(ds)} images of {a.dataset}; backbone {a.backbone} at {spec.input_size}px\n")
+    res = {}
+
+    ext = FeatureExtractor(model, "pool")
+    n_naive = min(len(ds), 128)
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(n_naive):
+            ext(tf(ds.load_image(i))[None])
+    res["naive (PIL, batch 1, NCHW)"] = n_naive / (time.perf_counter() - t)
+
+    t = time.perf_counter()
+    extract_features(ds, spec, compile=False, use_cache=False, progress=False, batch_size=a.batch_size)
+    res["pipeline (eager)"] = len(ds) / (time.perf_counter() - t)
+
+    t = time.perf_counter()
+    extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=a.batch_size)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=a.batch_size)
+    res["pipeline (torch.compile, steady)"] = len(ds) / (time.perf_counter() - t)
+    res["pipeline (torch.compile, incl. compile)"] = len(ds) / first
+
+    x = torch.stack([tf(ds.load_image(i)) for i in range(min(len(ds), a.batch_size * 4))])
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    mcl = ext.to(memory_format=torch.channels_last)
+
+    def fwd(inp, ctx=None):
+        with torch.inference_mode():
+            mcl(inp[: a.batch_size])
+            t0 = time.perf_counter()
+            for s in range(0, len(inp), a.batch_size):
+                if ctx:
+                    with ctx():
+                        mcl(inp[s:s + a.batch_size])
+                else:
+                    mcl(inp[s:s + a.batch_size])
+            return len(inp) / (time.perf_counter() - t0)
+
+    res["bare forward (pre-decoded, channels_last)"] = fwd(xcl)
+    if a.bf16:
+        res["bare forward, bf16 autocast"] = fwd(xcl[: a.batch_size], lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+
+    base = res["naive (PIL, batch 1, NCHW)"]
+    print("| method | images/s | x naive |\n|---|---:|---:|")
+    for k, v in res.items():
+        print(f"| {k} | {v:.1f} | {v / base:.2f} |")
+
+    if a.bf16:
+        from mvcpaper.cluster import make_method
+        from mvcpaper.experiments import l2_normalize
+        from mvcpaper.metrics import nmi
+
+        small = load_dataset("umist", root=a.data_root, max_per_class=10)
+        f32 = extract_features(small, spec, precision="fp32", use_cache=False, progress=False)
+        b16 = extract_features(small, spec, precision="bf16", use_cache=False, progress=False)
+        cos = (l2_normalize(f32) * l2_normalize(b16)).sum(1)
+        k = small.n_classes
+        s32 = np.mean([nmi(small.labels, make_method("kmeans", k, seed=s).fit_predict(l2_normalize(f32))) for s in range(3)])
+        s16 = np.mean([nmi(small.labels, make_method("kmeans", k, seed=s).fit_predict(l2_normalize(b16))) for s in range(3)])
+        print(f"\nbf16 vs fp32 on {len(small)} UMist images: feature cosine min {cos.min():.4f} mean {cos.mean():.4f}; "
+              f"KMeans NMI fp32 {s32:.3f}, bf16 {s16:.3f} (3 seeds)")
+
+
+if __name__ == "__main__":
+    main()

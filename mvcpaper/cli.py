@@ -1,0 +1,106 @@
+"""Command line: ``mvcpaper reproduce | download | info``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _cmd_reproduce(a) -> int:
+    from .reproduce import reproduce
+
+    reproduce(preset=a.preset, data_root=a.data_root, out_dir=a.out, device=a.device, cache_dir=a.cache_dir,
+              datasets=a.datasets, backbones=a.backbones, notebooks=a.notebooks, seed=a.seed)
+    return 0
+
+
+def _cmd_download(a) -> int:
+    if a.weights:
+        from .features import build_model
+
+        for b in a.weights:
+            _, src = build_model(b, download=True)
+            print(f"{b}: weights ready ({src.kind}{' ' + str(src.path) if src.path else ''})")
+    if a.names:
+        from .data import download_dataset
+
+        for n in a.names:
+            print(f"{n}: {download_dataset(n, a.data_root)}")
+    if not a.weights and not a.names:
+        print("nothing to download: name data sets (coil100 umist voc2007) and/or --weights BACKBONE ...")
+        return 2
+    return 0
+
+
+def _cmd_info(a) -> int:
+
+    from ._utils import cache_root, resolve_device
+    from .data import DATASETS, _find_folder, data_root
+    from .features import BACKBONES, WeightsNotFoundError, resolve_weights
+
+    print(f"device (auto): {resolve_device('auto')}")
+    print(f"cache root: {cache_root(a.cache_dir)}")
+    try:
+        root = data_root(a.data_root)
+        print(f"data root: {root}")
+        for n, spec in DATASETS.items():
+            if spec.folders:
+                f = _find_folder(spec, root) if root.is_dir() else None
+                print(f"  {n:10s} {'found at ' + str(f) if f else 'not found (' + spec.how_to_get + ')'}")
+    except FileNotFoundError as exc:
+        print(f"data root: {exc}")
+    print("backbones:")
+    for b, spec in BACKBONES.items():
+        try:
+            src = resolve_weights(b)
+            status = f"weights: {src.kind} ({src.path})"
+        except WeightsNotFoundError:
+            status = "weights: not found (see `mvcpaper download --weights " + b + "`)"
+        print(f"  {b:20s} {spec.input_size}px  {'paper ' if spec.paper else 'offline'}  {status}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .presets import PRESET_NAMES
+
+    p = argparse.ArgumentParser(prog="mvcpaper", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("reproduce", help="run the notebooks through papermill: tables/, figures/, runs/")
+    r.add_argument("--preset", default="auto", choices=PRESET_NAMES)
+    r.add_argument("--data-root", default=None, help="folder holding coil-100/, umist/ ... (default $MVCPAPER_DATA)")
+    r.add_argument("--out", default=".", help="where tables/, figures/ and runs/ go (default: here)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--cache-dir", default=None, help="default $MVCPAPER_CACHE or ~/.cache/mvcpaper")
+    r.add_argument("--datasets", nargs="+", default=None)
+    r.add_argument("--backbones", nargs="+", default=None)
+    r.add_argument("--notebooks", nargs="+", default=None, help="subset of notebooks to run, by name")
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=_cmd_reproduce)
+
+    d = sub.add_parser("download", help="fetch data sets and/or backbone weights (needs the internet)")
+    d.add_argument("names", nargs="*", help="data sets: coil100 umist voc2007")
+    d.add_argument("--weights", nargs="+", default=None, metavar="BACKBONE")
+    d.add_argument("--data-root", default=None)
+    d.set_defaults(func=_cmd_download)
+
+    i = sub.add_parser("info", help="what is found here: device, data sets, weights")
+    i.add_argument("--data-root", default=None)
+    i.add_argument("--cache-dir", default=None)
+    i.set_defaults(func=_cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"mvcpaper: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Clustering methods, one registry, one estimator interface (see DESIGN.md).
+
+>>> from mvcpaper.cluster import make_method
+>>> km = make_method("kmeans", n_clusters=20, seed=0)
+>>> labels = km.fit_predict(features)          # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import inspect
+
+from .._utils import UnknownNameError
+from ._base import ClusterBase, check_n_clusters, check_views
+from .baselines import Agglomerative, KMeans
+from .kmeans import TorchKMeans
+
+__all__ = ["METHODS", "make_method", "list_methods", "ClusterBase", "check_views", "check_n_clusters",
+           "KMeans", "Agglomerative", "TorchKMeans"]
+
+#: name -> (class, short label used in tables)
+METHODS: dict[str, tuple[type, str]] = {
+    "kmeans": (KMeans, "KM"),
+    "agglomerative": (Agglomerative, "AC"),
+    "torch_kmeans": (TorchKMeans, "KM (torch)"),
+}
+
+
+def list_methods() -> list[str]:
+    return sorted(METHODS)
+
+
+def make_method(name: str, n_clusters: int, seed: int = 0, device: str = "auto", **params) -> ClusterBase:
+    """Build a registered method with its seed (and device, where it takes one)."""
+    try:
+        cls, _ = METHODS[name]
+    except KeyError:
+        raise UnknownNameError("method", name, METHODS) from None
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {"n_clusters": n_clusters, "random_state": seed, **params}
+    if "device" in accepted:
+        kwargs["device"] = device
+    unknown = set(kwargs) - set(accepted)
+    if unknown:
+        raise TypeError(f"method {name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(set(accepted) - {'self'})}")
+    return cls(**kwargs)
+
+
+def method_label(name: str) -> str:
+    return METHODS[name][1] if name in METHODS else name

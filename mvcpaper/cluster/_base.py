@@ -1,0 +1,68 @@
+"""What every clustering method shares: input validation and the estimator contract."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+
+__all__ = ["ClusterBase", "check_views", "check_n_clusters"]
+
+
+def _check_one(X, name: str) -> np.ndarray:
+    try:
+        X = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array: {exc}") from None
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape})")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(f"{name} has {int(bad.sum())} NaN or infinite values (rows {rows[:5].tolist()}"
+                         f"{'...' if len(rows) > 5 else ''}); clean or impute the features first")
+    return X
+
+
+def check_views(X) -> list[np.ndarray]:
+    """One array or a list of arrays (views) -> a list of float32 2-D arrays with equal row counts."""
+    if isinstance(X, (list, tuple)):
+        if not X:
+            raise ValueError("got an empty list of views")
+        views = [_check_one(v, f"view {i}") for i, v in enumerate(X)]
+    else:
+        views = [_check_one(X, "X")]
+    rows = {v.shape[0] for v in views}
+    if len(rows) > 1:
+        raise ValueError(f"all views must have the same number of rows (samples); got {[v.shape[0] for v in views]}")
+    return views
+
+
+def check_n_clusters(n_clusters: int, n_samples: int) -> int:
+    if not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        raise ValueError(f"n_clusters must be a positive int, got {n_clusters!r}")
+    if n_clusters > n_samples:
+        raise ValueError(f"n_clusters={n_clusters} is larger than the number of samples ({n_samples})")
+    return int(n_clusters)
+
+
+class ClusterBase(ClusterMixin, BaseEstimator):
+    """scikit-learn style: hyper-parameters in ``__init__``, ``fit(X)`` sets ``labels_``.
+
+    ``X`` is one array (single view) or a list of arrays (views). Single-view methods
+    given several views concatenate them (the paper's "CC" input).
+    """
+
+    multiview = False
+
+    def _views(self, X) -> list[np.ndarray]:
+        views = check_views(X)
+        check_n_clusters(self.n_clusters, views[0].shape[0])
+        return views
+
+    def _single(self, X) -> np.ndarray:
+        views = self._views(X)
+        return views[0] if len(views) == 1 else np.concatenate(views, axis=1)
+
+    def fit_predict(self, X, y=None):
+        return self.fit(X).labels_

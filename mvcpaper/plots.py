@@ -1,0 +1,100 @@
+"""Static figures (matplotlib/seaborn): sample grids and t-SNE maps of feature views."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from ._utils import atomic_path, cache_root, stable_hash
+
+__all__ = ["tsne", "plot_embeddings", "sample_grid", "save_figure", "class_palette"]
+
+
+def tsne(X: np.ndarray, seed: int = 0, perplexity: float = 30.0, pca_dims: int = 50, cache_dir=None,
+         use_cache: bool = True) -> np.ndarray:
+    """2-D t-SNE of ``X`` (PCA to ``pca_dims`` first), cached on disk by content and settings."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    X = np.asarray(X, dtype=np.float32)
+    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest()
+    key = stable_hash({"x": digest, "shape": X.shape, "seed": seed, "perplexity": perplexity, "pca": pca_dims})
+    path = cache_root(cache_dir) / "tsne" / f"{key}.npy"
+    if use_cache and path.is_file():
+        return np.load(path)
+    Z = X
+    if pca_dims and X.shape[1] > pca_dims and X.shape[0] > pca_dims:
+        Z = PCA(pca_dims, random_state=seed).fit_transform(X)
+    perp = min(perplexity, max(2.0, (X.shape[0] - 1) / 3))
+    Y = TSNE(2, perplexity=perp, init="pca", random_state=seed).fit_transform(Z).astype(np.float32)
+    if use_cache:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, Y)
+    return Y
+
+
+def class_palette(n: int):
+    """Distinct colours for n classes (husl for many classes, tab10/20 for few)."""
+    import seaborn as sns
+
+    if n <= 10:
+        return sns.color_palette("tab10", n)
+    if n <= 20:
+        return sns.color_palette("tab20", n)
+    return sns.color_palette("husl", n)
+
+
+def plot_embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "", ncols: int | None = None,
+                    point_size: float = 4.0):
+    """One scatter per panel: ``{panel title: (Y (n, 2), labels (n,))}``, coloured by label."""
+    import matplotlib.pyplot as plt
+
+    n = len(panels)
+    ncols = ncols or n
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.2 * nrows), squeeze=False)
+    for ax, (name, (Y, lab)) in zip(axes.ravel(), panels.items()):
+        lab = np.asarray(lab)
+        classes = np.unique(lab)
+        pal = class_palette(len(classes))
+        colors = np.array(pal)[np.searchsorted(classes, lab)]
+        ax.scatter(Y[:, 0], Y[:, 1], c=colors, s=point_size, linewidths=0)
+        ax.set_title(name)
+        ax.set_xticks([]), ax.set_yticks([])
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(dataset, n_classes: int = 10, per_class: int = 6, seed: int = 0):
+    """A grid of images: ``n_classes`` rows (evenly spread classes), ``per_class`` columns."""
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    classes = np.unique(dataset.labels)
+    rows = classes[np.linspace(0, len(classes) - 1, min(n_classes, len(classes))).round().astype(int)]
+    fig, axes = plt.subplots(len(rows), per_class, figsize=(1.3 * per_class, 1.3 * len(rows)), squeeze=False)
+    for r, c in enumerate(rows):
+        idx = np.flatnonzero(dataset.labels == c)
+        pick = np.sort(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+        for j, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if j < len(pick):
+                ax.imshow(dataset.load_image(int(pick[j])))
+        axes[r][0].set_title(str(dataset.class_names[c])[:14], fontsize=7, loc="left")
+    fig.suptitle(f"{dataset.name}: {len(dataset)} images, {dataset.n_classes} classes", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path, dpi: int = 150) -> Path:
+    """Save a figure atomically (PNG by default)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    return path

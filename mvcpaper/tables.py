@@ -1,0 +1,64 @@
+"""Tables as pure functions of data sets and result records, paper values beside them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._utils import atomic_path
+from .paper import TABLE1
+
+__all__ = ["table1", "summary", "baseline_table", "save_table", "fmt_mean_std"]
+
+
+def table1(datasets) -> pd.DataFrame:
+    """The paper's Table 1 for the loaded data sets: images, classes, size, and the paper's."""
+    rows = []
+    for ds in datasets:
+        p = TABLE1.get(ds.name, {})
+        rows.append({"dataset": ds.name, "images": len(ds), "classes": ds.n_classes, "size (HxW)": ds.size_label(),
+                     "paper images": p.get("n_images"), "paper classes": p.get("n_classes"),
+                     "paper size": p.get("size"), "layout": ds.info.get("layout", "")})
+    return pd.DataFrame(rows)
+
+
+def fmt_mean_std(values) -> str:
+    v = np.asarray(values, dtype=float)
+    if len(v) == 1:
+        return f"{v[0]:.3f}"
+    return f"{v.mean():.3f} ± {v.std(ddof=0):.3f}"
+
+
+def summary(records, metrics=("nmi", "acc", "ari")) -> pd.DataFrame:
+    """Mean, std and count over seeds for each (dataset, views, method)."""
+    df = pd.DataFrame(records)
+    g = df.groupby(["dataset", "views", "method"], sort=False)[list(metrics)]
+    out = g.agg(["mean", "std", "count"])
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    return out.reset_index()
+
+
+def baseline_table(records, metric: str = "nmi", method_labels: dict | None = None) -> pd.DataFrame:
+    """Rows = views, columns = (data set, method); cells ``mean ± std`` over seeds."""
+    from .cluster import method_label
+
+    df = pd.DataFrame(records)
+    df["col"] = df["dataset"] + " " + df["method"].map(method_labels.get if method_labels else method_label)
+    cells = df.groupby(["views", "col"], sort=False)[metric].apply(fmt_mean_std).unstack("col")
+    cells = cells[[c for c in dict.fromkeys(df["col"])]]
+    cells.index.name = f"view ({metric.upper()})"
+    return cells.reindex(list(dict.fromkeys(df["views"])))
+
+
+def save_table(df: pd.DataFrame, name: str, out_dir, note: str = "") -> dict[str, Path]:
+    """Write ``<out_dir>/<name>.csv`` and ``.md`` atomically; the note heads the Markdown."""
+    out_dir = Path(out_dir)
+    paths = {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md"}
+    index = df.index.name is not None or not isinstance(df.index, pd.RangeIndex)
+    with atomic_path(paths["csv"]) as tmp:
+        df.to_csv(tmp, index=index)
+    with atomic_path(paths["md"]) as tmp:
+        md = df.to_markdown(index=index, disable_numparse=True)
+        tmp.write_text((note.strip() + "\n\n" if note else "") + md + "\n")
+    return paths

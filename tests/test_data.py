@@ -1,0 +1,245 @@
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_png
+
+from mvcpaper.data import (
+    CorruptImageError,
+    DatasetError,
+    DatasetNotFoundError,
+    load_dataset,
+    make_synthetic,
+    read_voc2007,
+)
+from mvcpaper.data.download import ChecksumError, Resource, UnsafeArchiveError, fetch, file_digest, safe_extract
+
+
+# ----------------------------------------------------------------------------- generic layouts
+
+def test_labelled_folder_numeric_order(labelled_folder):
+    root, labels = labelled_folder
+    ds = load_dataset("folder", root=root)
+    assert len(ds) == 12 and ds.n_classes == 3
+    assert [p.name for p in ds.paths][:3] == ["0.png", "1.png", "2.png"]
+    assert ds.paths[10].name == "10.png"
+    np.testing.assert_array_equal(ds.labels, labels)
+    img = ds.load_image(10)
+    assert img.mode == "RGB" and img.getpixel((0, 0)) == (120, 100, 0)
+
+
+def test_labels_length_mismatch_is_clear(labelled_folder):
+    root, labels = labelled_folder
+    (root / "labels.txt").write_text("\n".join(map(str, labels[:-1])))
+    with pytest.raises(DatasetError, match=r"11 labels but .* holds 12 images"):
+        load_dataset("folder", root=root)
+
+
+def test_corrupt_image_names_the_file(labelled_folder):
+    root, _ = labelled_folder
+    (root / "images" / "5.png").write_bytes(b"not a png at all")
+    ds = load_dataset("folder", root=root)  # loading is lazy ...
+    with pytest.raises(CorruptImageError, match=r"5\.png"):  # ... decoding names the file
+        ds.load_image(5)
+    with pytest.raises(CorruptImageError, match=r"5\.png"):
+        ds.verify(progress=False)
+
+
+def test_class_subfolders(tmp_path):
+    for c, name in enumerate(["cat", "dog"]):
+        for i in range(3):
+            write_png(tmp_path / name / f"{i}.jpg", (c * 100, 0, 0))
+    ds = load_dataset("folder", root=tmp_path)
+    assert ds.class_names == ["cat", "dog"] and list(ds.labels) == [0, 0, 0, 1, 1, 1]
+
+
+def test_string_labels_are_encoded(tmp_path):
+    for i in range(4):
+        write_png(tmp_path / "images" / f"{i}.png", (i, 0, 0))
+    (tmp_path / "labels.txt").write_text("b\na\nb\na\n")
+    ds = load_dataset("folder", root=tmp_path)
+    assert ds.class_names == ["a", "b"] and list(ds.labels) == [1, 0, 1, 0]
+
+
+# ----------------------------------------------------------------------------- official layouts
+
+def test_coil100_official_layout(tmp_path):
+    folder = tmp_path / "coil-100"
+    for obj in (1, 2, 10):
+        for angle in (0, 5, 355):
+            write_png(folder / f"obj{obj}__{angle}.png", (obj * 20, angle % 256, 0), size=(8, 8))
+    (folder / "convertGroupppm2png.pl").write_text("# the zip ships a script too")
+    ds = load_dataset("coil100", root=tmp_path)
+    assert len(ds) == 9 and ds.n_classes == 3
+    assert ds.class_names == ["obj1", "obj2", "obj10"]
+    assert [p.name for p in ds.paths[:3]] == ["obj1__0.png", "obj1__5.png", "obj1__355.png"]
+    assert list(ds.labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert ds.size_label() == "8x8"
+
+
+def test_umist_mat_layout(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    cells = np.empty((1, 3), dtype=object)
+    counts = [4, 2, 3]
+    for p, n in enumerate(counts):
+        cells[0, p] = rng.integers(0, 255, (112, 92, n), dtype=np.uint8)
+    (tmp_path / "umist").mkdir()
+    savemat(tmp_path / "umist" / "umist_cropped.mat", {"facedat": cells})
+    ds = load_dataset("umist", root=tmp_path)
+    assert len(ds) == 9 and ds.n_classes == 3
+    assert list(ds.labels) == [0] * 4 + [1] * 2 + [2] * 3
+    assert ds.size_label() == "112x92"
+    np.testing.assert_array_equal(np.asarray(ds.load_image(4))[..., 0], cells[0, 1][:, :, 0])
+
+
+def _voc_xml(path: Path, filename: str, objects):
+    objs = "".join(f"<object><name>{n}</name><difficult>{int(d)}</difficult></object>" for n, d in objects)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<annotation><filename>{filename}</filename>{objs}</annotation>")
+
+
+def _voc_fixture(root: Path):
+    voc = root / "voc2007" / "VOCdevkit" / "VOC2007"
+    spec = {
+        "000001": [("dog", 0)],                    # single object -> kept
+        "000002": [("cat", 0), ("dog", 0)],        # two classes -> dropped
+        "000003": [("car", 0), ("car", 1)],        # two cars (one difficult): single_class only
+        "000004": [("person", 1)],                 # one difficult object -> kept
+        "000005": [("cat", 0)],                    # kept
+    }
+    for i, objs in spec.items():
+        _voc_xml(voc / "Annotations" / f"{i}.xml", f"{i}.jpg", objs)
+        write_png(voc / "JPEGImages" / f"{i}.jpg", (10, 20, 30), size=(30 + int(i), 20))
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("000001\n000002\n000003\n")
+    (voc / "ImageSets" / "Main" / "test.txt").write_text("000004\n000005\n")
+    return voc
+
+
+def test_voc2007_selection_rule(tmp_path):
+    voc = _voc_fixture(tmp_path)
+    ds = load_dataset("voc2007", root=tmp_path)
+    assert [p.stem for p in ds.paths] == ["000001", "000004", "000005"]
+    assert ds.class_names == ["cat", "dog", "person"]  # VOC's class order, present ones only
+    assert [ds.class_names[c] for c in ds.labels] == ["dog", "person", "cat"]
+    assert ds.info["selected"] == 3 and ds.info["annotations_read"] == 5
+    assert ds.size_label() == "variable"
+    single_class = read_voc2007(voc, rule="single_class")
+    assert [p.stem for p in single_class.paths] == ["000001", "000003", "000004", "000005"]
+    test_only = load_dataset("voc2007", root=tmp_path, split="test")
+    assert [p.stem for p in test_only.paths] == ["000004", "000005"]
+    with pytest.raises(ValueError, match="single_class, single_object"):
+        read_voc2007(voc, rule="biggest")
+    with pytest.raises(DatasetError, match="val.txt"):
+        read_voc2007(voc, split="val")
+
+
+# ----------------------------------------------------------------------------- registry and errors
+
+def test_unknown_dataset_lists_valid_names():
+    with pytest.raises(KeyError) as err:
+        load_dataset("cifar10")
+    msg = str(err.value)
+    assert "cifar10" in msg and all(n in msg for n in ("coil100", "umist", "voc2007", "folder", "synthetic"))
+
+
+def test_missing_data_root_is_clear():
+    with pytest.raises(DatasetNotFoundError, match="MVCPAPER_DATA"):
+        load_dataset("umist")
+
+
+def test_data_root_that_does_not_exist(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        load_dataset("umist", root=tmp_path / "nope")
+
+
+def test_missing_dataset_says_where_and_how(tmp_path, monkeypatch):
+    monkeypatch.setenv("MVCPAPER_DATA", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("coil100")
+    msg = str(err.value)
+    assert str(tmp_path / "coil-100") in msg and "mvcpaper download coil100" in msg
+
+
+def test_max_per_class_subsets_evenly(labelled_folder):
+    root, _ = labelled_folder
+    ds = load_dataset("folder", root=root, max_per_class=2)
+    assert len(ds) == 6 and ds.n_classes == 3
+    assert [p.name for p in ds.paths[:2]] == ["0.png", "3.png"]
+
+
+def test_synthetic_is_seeded():
+    a, b, c = make_synthetic(3, 4, 32, seed=1), make_synthetic(3, 4, 32, seed=1), make_synthetic(3, 4, 32, seed=2)
+    assert len(a) == 12 and a.n_classes == 3 and a.size_label() == "32x32"
+    assert all(np.array_equal(x, y) for x, y in zip(a.arrays, b.arrays))
+    assert not all(np.array_equal(x, y) for x, y in zip(a.arrays, c.arrays))
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    # objects differ far more than poses of one object
+    flat = np.stack([x.astype(float).ravel() for x in a.arrays])
+    assert np.abs(flat[0] - flat[4]).mean() > 5 and a.arrays[0].max() > 30 and a.arrays[0][0, 0].max() < 20
+
+
+# ----------------------------------------------------------------------------- downloads (local files only)
+
+def test_fetch_verifies_sha256_and_md5(tmp_path):
+    src = tmp_path / "payload.bin"
+    src.write_bytes(b"mvcpaper" * 1000)
+    sha, md5 = file_digest(src), file_digest(src, "md5")
+    got = fetch(Resource(src.as_uri(), "a.bin", f"sha256:{sha}"), tmp_path / "dl", progress=False)
+    assert got.read_bytes() == src.read_bytes()
+    got = fetch(Resource(src.as_uri(), "b.bin", f"md5:{md5}"), tmp_path / "dl", progress=False)
+    assert got.is_file()
+
+
+def test_fetch_bad_checksum_leaves_nothing(tmp_path):
+    src = tmp_path / "payload.bin"
+    src.write_bytes(b"abc")
+    with pytest.raises(ChecksumError):
+        fetch(Resource(src.as_uri(), "c.bin", "sha256:" + "0" * 64), tmp_path / "dl", progress=False)
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_fetch_without_checksum_warns_with_sha256(tmp_path):
+    src = tmp_path / "payload.bin"
+    src.write_bytes(b"abc")
+    with pytest.warns(UserWarning, match=file_digest(src)):
+        fetch(Resource(src.as_uri(), "d.bin", None), tmp_path / "dl", progress=False)
+
+
+def test_safe_extract_zip_and_tar(tmp_path):
+    z = tmp_path / "ok.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("coil-100/obj1__0.png", b"x")
+    out = safe_extract(z, tmp_path / "data")
+    assert (out / "coil-100" / "obj1__0.png").read_bytes() == b"x"
+    t = tmp_path / "ok.tar"
+    with tarfile.open(t, "w") as tf:
+        info = tarfile.TarInfo("VOCdevkit/VOC2007/a.txt")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+    safe_extract(t, tmp_path / "data")
+    assert (tmp_path / "data" / "VOCdevkit" / "VOC2007" / "a.txt").read_text() == "hi"
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "/tmp/evil-abs.txt", "a/../../evil.txt"])
+def test_safe_extract_refuses_escaping_members(tmp_path, member):
+    z = tmp_path / "bad.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("fine.txt", b"ok")
+        zf.writestr(member, b"evil")
+    with pytest.raises(UnsafeArchiveError):
+        safe_extract(z, tmp_path / "target")
+    assert not (tmp_path / "evil.txt").exists()
+    assert list((tmp_path / "target").iterdir()) == []  # nothing half-extracted
+    t = tmp_path / "bad.tar"
+    with tarfile.open(t, "w") as tf:
+        info = tarfile.TarInfo(member)
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"evil"))
+    with pytest.raises(UnsafeArchiveError):
+        safe_extract(t, tmp_path / "target2")

@@ -1,0 +1,257 @@
+import numpy as np
+import pytest
+import torch
+
+from mvcpaper.data import CorruptImageError, load_dataset
+from mvcpaper.features import (
+    BACKBONES,
+    WeightsNotFoundError,
+    build_model,
+    extract_features,
+    feature_cache_path,
+    get_backbone,
+    image_transform,
+    resolve_weights,
+)
+from mvcpaper.features import extract as extract_mod
+
+
+def test_unknown_backbone_lists_valid_names():
+    with pytest.raises(KeyError) as err:
+        get_backbone("alexnet")
+    assert "alexnet" in str(err.value) and "vgg16" in str(err.value) and "efficientnet_lite0" in str(err.value)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_registry_agrees_with_timm_pretrained_config(name):
+    import timm
+
+    spec = get_backbone(name)
+    cfg = timm.models.get_pretrained_cfg(spec.timm_name)
+    assert cfg.input_size[-1] == spec.input_size
+    assert tuple(cfg.mean) == spec.mean and tuple(cfg.std) == spec.std
+    assert cfg.interpolation == spec.interpolation
+
+
+# ----------------------------------------------------------------------------- weight resolution
+
+def test_missing_paper_weights_error_names_files_and_fix():
+    with pytest.raises(WeightsNotFoundError) as err:
+        resolve_weights("vgg16")
+    msg = str(err.value)
+    assert "vgg16.pth" in msg and "models--timm--vgg16.tv_in1k" in msg and "vgg16-397923af.pth" in msg
+    assert "download=True" in msg and "efficientnet_lite" in msg
+
+
+def test_explicit_missing_file_is_an_error(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        resolve_weights("resnet50", tmp_path / "nope.pth")
+
+
+def test_shipped_weights_are_found():
+    src = resolve_weights("efficientnet_lite0")
+    assert src.kind == "shipped" and src.path.is_file() and "lite0" in src.weights_id
+
+
+def _random_resnet_state(tmp_path, name="w.pth"):
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet50", pretrained=False).eval()
+    path = tmp_path / name
+    torch.save(model.state_dict(), path)
+    return model, path
+
+
+def test_weights_from_user_dir_torch_cache_and_hf_cache(tmp_path, monkeypatch):
+    import os
+
+    ref, path = _random_resnet_state(tmp_path)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = ref(x)
+    # 1. the torch hub cache, under torchvision's file name
+    hub = tmp_path / "torchhome" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    os.link(path, hub / "resnet50-0676ba61.pth")
+    torch.hub.set_dir(str(tmp_path / "torchhome" / "hub"))
+    try:
+        src = resolve_weights("resnet50")
+        assert src.kind == "torch-cache"
+        model, _ = build_model("resnet50")
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), want)
+        # 2. a file in <cache root>/weights wins over the torch cache
+        user = tmp_path / "mv" / "weights"
+        user.mkdir(parents=True)
+        os.link(path, user / "resnet50.pth")
+        monkeypatch.setenv("MVCPAPER_CACHE", str(tmp_path / "mv"))
+        assert resolve_weights("resnet50").kind == "file"
+    finally:
+        torch.hub.set_dir(os.path.join(os.environ["TORCH_HOME"], "hub"))
+
+
+def test_weights_from_hf_cache_layout(tmp_path):
+    import huggingface_hub.constants as hc
+    from safetensors.torch import save_file
+
+    import timm
+
+    model = timm.create_model("resnet50", pretrained=False)
+    snap = __import__("pathlib").Path(hc.HF_HUB_CACHE) / "models--timm--resnet50.tv_in1k"
+    (snap / "refs").mkdir(parents=True)
+    (snap / "refs" / "main").write_text("abc123")
+    (snap / "snapshots" / "abc123").mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(snap / "snapshots" / "abc123" / "model.safetensors"))
+    src = resolve_weights("resnet50")
+    assert src.kind == "hf-cache" and src.path.name == "model.safetensors"
+    built, _ = build_model("resnet50")
+    torch.testing.assert_close(built.fc.weight, model.fc.weight)
+
+
+def test_torchvision_format_vgg_loads_through_timm_filter(tmp_path):
+    """A VGG16 checkpoint in torchvision's layout (as in the torch hub cache) loads into timm."""
+    import torchvision
+
+    torch.manual_seed(0)
+    tv = torchvision.models.vgg16(weights=None).eval()
+    path = tmp_path / "vgg16-397923af.pth"
+    torch.save(tv.state_dict(), path)
+    model, src = build_model("vgg16", path)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), tv(x), rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- EfficientNet-Lite mapping
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_efficientnet_lite_mapping_matches_reference_model(variant):
+    ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
+    src = resolve_weights(f"efficientnet_lite{variant}")
+    ref = ref_pkg.EfficientNet.from_pretrained(f"efficientnet-lite{variant}", weights_path=str(src.path)).eval()
+    model, _ = build_model(f"efficientnet_lite{variant}")
+    size = get_backbone(f"efficientnet_lite{variant}").input_size
+    torch.manual_seed(variant)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        diff = (ref(x) - model(x)).abs().max().item()
+    assert diff < 1e-4
+
+
+def test_efficientnet_lite0_recognises_a_cat():
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    spec = get_backbone("efficientnet_lite0")
+    img = Image.fromarray(data.chelsea())
+    model, _ = build_model(spec)
+    with torch.no_grad():
+        probs = model(image_transform(spec)(img)[None]).softmax(-1)[0]
+    top = int(probs.argmax())
+    assert top in (281, 282, 285), f"top-1 class {top} is not a cat (tabby 281, tiger cat 282, Egyptian cat 285)"
+    assert probs[[281, 282, 283, 284, 285]].sum() > 0.5
+
+
+# ----------------------------------------------------------------------------- extraction and cache
+
+def test_extract_shape_determinism_and_cache_reuse(synthetic, monkeypatch, tmp_path):
+    kw = dict(input_size=64, progress=False, cache_dir=tmp_path)
+    a = extract_features(synthetic, "efficientnet_lite0", **kw)
+    assert a.shape == (len(synthetic), 1280) and a.dtype == np.float32 and np.isfinite(a).all()
+    files = sorted(p.name for p in (tmp_path / "features" / "synthetic").iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".npy")
+    b = extract_features(synthetic, "efficientnet_lite0", use_cache=False, **kw)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+    def boom(*_, **__):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(extract_mod, "build_model", boom)
+    c = extract_features(synthetic, "efficientnet_lite0", **kw)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_cache_key_changes_with_what_changes_the_result(synthetic, tmp_path):
+    base = feature_cache_path(synthetic, "efficientnet_lite0", None, "w", 64, "fp32", tmp_path)
+    assert base != feature_cache_path(synthetic, "efficientnet_lite0", "blocks.3", "w", 64, "fp32", tmp_path)
+    assert base != feature_cache_path(synthetic, "efficientnet_lite0", None, "w2", 64, "fp32", tmp_path)
+    assert base != feature_cache_path(synthetic, "efficientnet_lite0", None, "w", 96, "fp32", tmp_path)
+    assert base != feature_cache_path(synthetic, "efficientnet_lite1", None, "w", 64, "fp32", tmp_path)
+    other = load_dataset("synthetic", n_objects=4, n_poses=6, size=32, seed=1)
+    assert base != feature_cache_path(other, "efficientnet_lite0", None, "w", 64, "fp32", tmp_path)
+
+
+def test_other_layer_and_bad_layer(synthetic):
+    f = extract_features(synthetic, "efficientnet_lite0", "blocks.3", input_size=64, progress=False, use_cache=False)
+    assert f.shape == (len(synthetic), 80)
+    logits = extract_features(synthetic, "efficientnet_lite0", "logits", input_size=64, progress=False,
+                              use_cache=False)
+    assert logits.shape == (len(synthetic), 1000)
+    with pytest.raises(KeyError, match="not a module"):
+        extract_features(synthetic, "efficientnet_lite0", "blocks.99", input_size=64, progress=False)
+
+
+def test_random_init_paper_backbone(synthetic):
+    f = extract_features(synthetic, "resnet50", weights="random", input_size=64, progress=False)
+    assert f.shape == (len(synthetic), 2048)
+
+
+def test_interrupted_extraction_leaves_no_file(labelled_folder, tmp_path):
+    root, _ = labelled_folder
+    (root / "images" / "11.png").write_bytes(b"\x89PNG broken")
+    ds = load_dataset("folder", root=root)
+    with pytest.raises(CorruptImageError, match="11.png"):
+        extract_features(ds, "efficientnet_lite0", input_size=32, batch_size=4, num_workers=0,
+                         progress=False, cache_dir=tmp_path)
+    leftovers = list((tmp_path / "features").rglob("*")) if (tmp_path / "features").exists() else []
+    assert [p for p in leftovers if p.is_file()] == []
+
+
+def test_corrupt_image_error_survives_dataloader_workers(labelled_folder, tmp_path):
+    root, _ = labelled_folder
+    (root / "images" / "3.png").write_bytes(b"garbage")
+    ds = load_dataset("folder", root=root)
+    with pytest.raises(CorruptImageError, match="3.png"):
+        extract_features(ds, "efficientnet_lite0", input_size=32, batch_size=4, num_workers=1,
+                         progress=False, cache_dir=tmp_path)
+
+
+def test_compiled_path_pads_last_batch(synthetic, monkeypatch):
+    """The compiled extractor sees one static batch shape; results equal eager mode."""
+    shapes = []
+
+    def fake_compile(module, dynamic=None):
+        def run(x):
+            shapes.append(tuple(x.shape))
+            return module(x)
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    eager = extract_features(synthetic, "efficientnet_lite0", input_size=64, batch_size=7, compile=False,
+                             progress=False, use_cache=False)
+    comp = extract_features(synthetic, "efficientnet_lite0", input_size=64, batch_size=7, compile=True,
+                            progress=False, use_cache=False)
+    assert len(set(shapes)) == 1 and shapes[0][0] == 7 and len(shapes) == -(-len(synthetic) // 7)
+    np.testing.assert_allclose(eager, comp, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_precision_and_device():
+    from mvcpaper._utils import resolve_device
+
+    ds = load_dataset("synthetic", n_objects=2, n_poses=2, size=32)
+    with pytest.raises(ValueError, match="precision"):
+        extract_features(ds, "efficientnet_lite0", precision="int4", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_extraction_matches_cpu(synthetic):
+    cpu = extract_features(synthetic, "efficientnet_lite0", input_size=64, device="cpu", progress=False,
+                           use_cache=False)
+    gpu = extract_features(synthetic, "efficientnet_lite0", input_size=64, device="cuda", precision="fp32",
+                           progress=False, use_cache=False)
+    np.testing.assert_allclose(cpu, gpu, rtol=1e-3, atol=1e-3)
