@@ -2,17 +2,20 @@
 
 Compared, on the same N images of a real data set (EfficientNet-Lite0 by default):
   naive     one PIL image at a time, batch 1, NCHW, eager (what a first script does)
-  pipeline  mvcpaper.features.extract_features, eager (channels_last, batched, DataLoader)
+  pipeline  mvcpaper.features.extract_features, eager (channels_last, batched), with 0, 1 and
+            2 DataLoader workers (0: decoding in the main process)
   compiled  the same with torch.compile (compilation time reported apart)
   forward   the bare batched forward pass on pre-decoded tensors (channels_last, eager):
             an upper bound for an eager pipeline; decoding and resizing cost the rest
   bf16      bare forward under CPU bf16 autocast (with --bf16; plus its effect on NMI)
 
-Usage: python benchmarks/bench_extraction.py [--dataset coil100] [--n 512] [--backbone efficientnet_lite0] [--bf16]
+Usage: python benchmarks/bench_extraction.py [--dataset coil100] [--n 512] [--backbone efficientnet_lite0]
+       [--batch-sizes 8 64] [--bf16]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import time
@@ -31,7 +34,8 @@ def main():
     ap.add_argument("--data-root", default=os.environ.get("MVCPAPER_DATA", "../shared/data"))
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--n", type=int, default=512, help="images timed (evenly spread over the set)")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64],
+                    help="batch sizes to compare; the first is used for torch.compile and bf16")
     ap.add_argument("--bf16", action="store_true", help="also time CPU bf16 autocast and its NMI effect")
     a = ap.parse_args()
 
@@ -54,37 +58,38 @@ def main():
             ext(tf(ds.load_image(i))[None])
     res["naive (PIL, batch 1, NCHW)"] = n_naive / (time.perf_counter() - t)
 
-    t = time.perf_counter()
-    extract_features(ds, spec, compile=False, use_cache=False, progress=False, batch_size=a.batch_size)
-    res["pipeline (eager)"] = len(ds) / (time.perf_counter() - t)
+    for bs in a.batch_sizes:
+        for nw in (0, 1):
+            t = time.perf_counter()
+            extract_features(ds, spec, compile=False, use_cache=False, progress=False, batch_size=bs, num_workers=nw)
+            res[f"pipeline (eager, batch {bs}, {nw} loader workers)"] = len(ds) / (time.perf_counter() - t)
 
+    bs = a.batch_sizes[0]
     t = time.perf_counter()
-    extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=a.batch_size)
+    extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=bs)
     first = time.perf_counter() - t
     t = time.perf_counter()
-    extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=a.batch_size)
-    res["pipeline (torch.compile, steady)"] = len(ds) / (time.perf_counter() - t)
-    res["pipeline (torch.compile, incl. compile)"] = len(ds) / first
+    extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=bs)
+    res[f"pipeline (torch.compile, batch {bs}, steady)"] = len(ds) / (time.perf_counter() - t)
+    res[f"pipeline (torch.compile, batch {bs}, incl. compile)"] = len(ds) / first
 
-    x = torch.stack([tf(ds.load_image(i)) for i in range(min(len(ds), a.batch_size * 4))])
+    x = torch.stack([tf(ds.load_image(i)) for i in range(min(len(ds), 256))])
     xcl = x.contiguous(memory_format=torch.channels_last)
     mcl = ext.to(memory_format=torch.channels_last)
 
-    def fwd(inp, ctx=None):
-        with torch.inference_mode():
-            mcl(inp[: a.batch_size])
+    def fwd(inp, bs, ctx=None):
+        with torch.inference_mode(), (ctx() if ctx else contextlib.nullcontext()):
+            mcl(inp[:bs])
             t0 = time.perf_counter()
-            for s in range(0, len(inp), a.batch_size):
-                if ctx:
-                    with ctx():
-                        mcl(inp[s:s + a.batch_size])
-                else:
-                    mcl(inp[s:s + a.batch_size])
+            for s in range(0, len(inp), bs):
+                mcl(inp[s:s + bs])
             return len(inp) / (time.perf_counter() - t0)
 
-    res["bare forward (pre-decoded, channels_last)"] = fwd(xcl)
+    for bs in a.batch_sizes:
+        res[f"bare forward (pre-decoded, channels_last, batch {bs})"] = fwd(xcl, bs)
     if a.bf16:
-        res["bare forward, bf16 autocast"] = fwd(xcl[: a.batch_size], lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        res[f"bare forward, bf16 autocast, batch {a.batch_sizes[0]}"] = fwd(
+            xcl[:32], a.batch_sizes[0], lambda: torch.autocast("cpu", dtype=torch.bfloat16))
 
     base = res["naive (PIL, batch 1, NCHW)"]
     print("| method | images/s | x naive |\n|---|---:|---:|")

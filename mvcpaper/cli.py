@@ -11,7 +11,8 @@ def _cmd_reproduce(a) -> int:
     from .reproduce import reproduce
 
     reproduce(preset=a.preset, data_root=a.data_root, out_dir=a.out, device=a.device, cache_dir=a.cache_dir,
-              datasets=a.datasets, backbones=a.backbones, notebooks=a.notebooks, seed=a.seed)
+              datasets=a.datasets, backbones=a.backbones, notebooks=a.notebooks, seed=a.seed,
+              stream=not a.quiet)
     return 0
 
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backbones", nargs="+", default=None)
     r.add_argument("--notebooks", nargs="+", default=None, help="subset of notebooks to run, by name")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true", help="do not stream the notebooks' progress bars")
     r.set_defaults(func=_cmd_reproduce)
 
     d = sub.add_parser("download", help="fetch data sets and/or backbone weights (needs the internet)")

@@ -1,7 +1,7 @@
 """Run a grid of (data set, views, method, seed) and collect tidy result records.
 
 A record is one row: ``dataset, views, method, seed, nmi, acc, ari, seconds, device``
-(plus ``n_clusters`` and ``weights``). Tables and plots are pure functions of them.
+(plus ``n_clusters`` and ``preset``). Tables and plots are pure functions of them.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .metrics import evaluate
 __all__ = ["l2_normalize", "run_methods", "records_frame", "save_records", "RECORD_COLUMNS"]
 
 RECORD_COLUMNS = ["dataset", "views", "method", "seed", "nmi", "acc", "ari", "seconds", "device",
-                  "n_clusters", "weights"]
+                  "n_clusters", "preset"]
 
 #: methods whose result does not depend on the seed: run once, recorded with seed 0
 DETERMINISTIC = {"agglomerative"}
@@ -31,7 +31,7 @@ def l2_normalize(X: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def run_methods(dataset: str, views: dict[str, np.ndarray], labels, methods, seeds=(0,), n_clusters=None,
-                device: str = "auto", weights: str = "", progress: bool = True, **method_params) -> list[dict]:
+                device: str = "auto", preset: str = "", progress: bool = True, **method_params) -> list[dict]:
     """Cluster every view with every method and seed; one record per run.
 
     ``views`` maps a view name (the backbone, or ``"a+b"`` for a concatenation) to its
@@ -53,7 +53,7 @@ def run_methods(dataset: str, views: dict[str, np.ndarray], labels, methods, see
         seconds = time.perf_counter() - t0
         records.append({"dataset": dataset, "views": view, "method": method, "seed": int(seed),
                         **evaluate(labels, pred), "seconds": round(seconds, 3), "device": dev,
-                        "n_clusters": k, "weights": weights})
+                        "n_clusters": k, "preset": preset})
     return records
 
 

@@ -76,7 +76,7 @@ def baselines_step(cfg: RunConfig, out_dir, progress: bool = True):
         ds = cfg.load(name)
         views = cfg.views(ds, progress=progress)
         records += run_methods(name, views, ds.labels, cfg.methods, seeds=cfg.seeds, device=cfg.device,
-                               weights=cfg.preset, progress=progress)
+                               preset=cfg.preset, progress=progress)
     df = records_frame(records)
     save_records(df, out / "tables" / "baselines_records.csv")
     tables = {}

@@ -29,7 +29,7 @@ def kernel_name() -> str:
 
 def reproduce(preset: str = "auto", data_root=None, out_dir=".", device: str = "auto", cache_dir=None,
               datasets=None, backbones=None, notebooks=None, notebooks_path=None, kernel: str | None = None,
-              seed: int = 0, log=print) -> Path:
+              seed: int = 0, log=print, stream: bool = False) -> Path:
     """Execute the notebooks with papermill; return the run folder.
 
     Executed copies go to ``<out_dir>/runs/<timestamp>-<preset>/``, tables to
@@ -56,7 +56,8 @@ def reproduce(preset: str = "auto", data_root=None, out_dir=".", device: str = "
         t0 = time.perf_counter()
         log(f"[{name}] running ...")
         pm.execute_notebook(str(src / f"{name}.ipynb"), str(run_dir / f"{name}.ipynb"), parameters=params,
-                            kernel_name=kern, cwd=str(out), progress_bar=False)
+                            kernel_name=kern, cwd=str(out), progress_bar=False,
+                            stderr_file=sys.stderr if stream else None)
         log(f"[{name}] done in {time.perf_counter() - t0:.0f} s -> {run_dir / (name + '.ipynb')}")
     log(f"tables in {out / 'tables'}, figures in {out / 'figures'}, executed notebooks in {run_dir}")
     return run_dir

@@ -243,3 +243,30 @@ def test_safe_extract_refuses_escaping_members(tmp_path, member):
         tf.addfile(info, io.BytesIO(b"evil"))
     with pytest.raises(UnsafeArchiveError):
         safe_extract(t, tmp_path / "target2")
+
+
+def test_download_then_load_official_coil_zip(tmp_path, monkeypatch):
+    """The whole download path (fetch, verify, extract, read) on a local 'server' file."""
+    import dataclasses
+
+    import mvcpaper.data as data
+
+    buf = io.BytesIO()
+    from PIL import Image
+
+    with zipfile.ZipFile(buf, "w") as zf:
+        for obj in (1, 2):
+            for angle in (0, 5, 10):
+                png = io.BytesIO()
+                Image.new("RGB", (8, 8), (obj * 50, angle, 0)).save(png, "PNG")
+                zf.writestr(f"coil-100/obj{obj}__{angle}.png", png.getvalue())
+    server = tmp_path / "server" / "coil-100.zip"
+    server.parent.mkdir()
+    server.write_bytes(buf.getvalue())
+    res = Resource(server.as_uri(), "coil-100.zip", f"sha256:{file_digest(server)}")
+    monkeypatch.setitem(data.DATASETS, "coil100", dataclasses.replace(data.DATASETS["coil100"], resources=(res,)))
+    root = tmp_path / "data"
+    root.mkdir()
+    ds = load_dataset("coil100", root=root, download=True)
+    assert len(ds) == 6 and ds.n_classes == 2 and ds.info["layout"].startswith("COIL-100 official")
+    assert (root / "coil-100" / ".downloads" / "coil-100.zip").is_file()

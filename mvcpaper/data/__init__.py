@@ -151,15 +151,11 @@ def download_dataset(name: str, root: str | os.PathLike | None = None, progress:
     if not spec.resources:
         raise ValueError(f"data set {name!r} has nothing to download")
     folder = data_root(root) / spec.folders[0]
-    downloads = folder / ".downloads"
     for res in spec.resources:
-        path = fetch(res, downloads, progress=progress)
         if res.filename.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
-            safe_extract(path, folder)
+            safe_extract(fetch(res, folder / ".downloads", progress=progress), folder)
         else:
-            target = folder / res.filename
-            if not target.exists():
-                os.link(path, target) if hasattr(os, "link") else path.replace(target)
+            fetch(res, folder, progress=progress)
     return folder
 
 

@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from .._utils import atomic_path, cache_root, resolve_device, stable_hash
 from .backbones import BackboneSpec, get_backbone
-from .weights import WeightsSource, build_model
+from .weights import build_model, resolve_weights
 
 __all__ = ["extract_features", "extract_views", "feature_cache_path", "image_transform", "FeatureExtractor",
            "list_layers", "TorchImageDataset", "default_num_workers"]
@@ -73,46 +75,43 @@ def list_layers(backbone: str | BackboneSpec) -> list[str]:
     return ["pool", "logits"] + [n for n, _ in model.named_modules() if n]
 
 
-def FeatureExtractor(model, layer: str = "pool"):
+class FeatureExtractor(nn.Module):
     """Wrap a timm model so that calling it returns ``(batch, dim)`` features of ``layer``.
 
     ``pool``: the pooled pre-logits vector (``forward_head(..., pre_logits=True)``);
     ``logits``: the class scores; any other module name: that module's output, globally
     average-pooled (the forward pass stops right after it).
     """
-    import torch.nn as nn
 
-    class _Extractor(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-            self.layer = layer
-            self._captured = None
-            if layer not in ("pool", "logits"):
-                modules = dict(model.named_modules())
-                if layer not in modules:
-                    close = [n for n in modules if layer in n][:10]
-                    raise KeyError(f"layer {layer!r} is not a module of this network; use 'pool', 'logits' or a "
-                                   f"module name such as {close or list(modules)[1:6]} (see list_layers)")
-                modules[layer].register_forward_hook(self._hook)
+    def __init__(self, model, layer: str = "pool"):
+        super().__init__()
+        self.model = model
+        self.layer = layer
+        self._captured = None
+        if layer not in ("pool", "logits"):
+            modules = dict(model.named_modules())
+            if layer not in modules:
+                close = [n for n in modules if layer in n][:10]
+                raise KeyError(f"layer {layer!r} is not a module of this network; use 'pool', 'logits' or a "
+                               f"module name such as {close or list(modules)[1:6]} (see list_layers)")
+            modules[layer].register_forward_hook(self._hook)
+        self.eval()
 
-        def _hook(self, _module, _inp, out):
-            self._captured = out
-            raise _Stop
+    def _hook(self, _module, _inp, out):
+        self._captured = out
+        raise _Stop
 
-        def forward(self, x):
-            if self.layer == "pool":
-                return self.model.forward_head(self.model.forward_features(x), pre_logits=True).float().flatten(1)
-            if self.layer == "logits":
-                return self.model(x).float()
-            try:
-                self.model(x)
-            except _Stop:
-                pass
-            out, self._captured = self._captured, None
-            return _pool(out)
-
-    return _Extractor().eval()
+    def forward(self, x):
+        if self.layer == "pool":
+            return self.model.forward_head(self.model.forward_features(x), pre_logits=True).float().flatten(1)
+        if self.layer == "logits":
+            return self.model(x).float()
+        try:
+            self.model(x)
+        except _Stop:
+            pass
+        out, self._captured = self._captured, None
+        return _pool(out)
 
 
 def default_num_workers(n_items: int) -> int:
@@ -135,8 +134,6 @@ def _resolve_precision(precision: str, device) -> str:
 def _maybe_compile(module, compile, n_items: int):
     """``torch.compile`` the module when asked (or worth it); fall back to eager on failure."""
     import warnings
-
-    import torch
 
     if compile == "auto":
         compile = n_items >= 1500
@@ -192,7 +189,9 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
     device : str
         ``"auto"`` picks CUDA when present.
     batch_size, num_workers : int, optional
-        Defaults: 64 on CPU, 256 on CUDA; workers from :func:`default_num_workers`.
+        Defaults: 8 on CPU (small batches keep activations in cache: about 2x the
+        throughput of batch 64 on the reference CPU, see ``benchmarks/bench_extraction.py``),
+        256 on CUDA; workers from :func:`default_num_workers`.
     precision : str
         ``"auto"`` (bf16 autocast on CUDA, fp32 on CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         On this project's reference CPU (AVX-512 + AMX), bf16 autocast was ~10x *slower*
@@ -210,7 +209,6 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
     -------
     ndarray of float32, shape (n_images, dim)
     """
-    import torch
     from tqdm.auto import tqdm
 
     spec = get_backbone(backbone)
@@ -219,9 +217,7 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
     prec = _resolve_precision(precision, dev)
     size = input_size or spec.input_size
     # resolve weights first: a missing file fails here, before any work
-    from .weights import resolve_weights
-
-    src: WeightsSource = resolve_weights(spec, weights, download=download)
+    src = resolve_weights(spec, weights, download=download)
     path = feature_cache_path(dataset, spec, layer, src.weights_id, size, prec, cache_dir)
     if use_cache and path.is_file():
         feats = np.load(path)
@@ -230,7 +226,7 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
 
     model, src = build_model(spec, weights, download=download)
     extractor = FeatureExtractor(model, layer).to(dev).to(memory_format=torch.channels_last)
-    bs = batch_size or (256 if dev.type == "cuda" else 64)
+    bs = batch_size or (256 if dev.type == "cuda" else 8)
     bs = min(bs, len(dataset))
     run = _maybe_compile(extractor, compile, len(dataset))
     nw = default_num_workers(len(dataset)) if num_workers is None else num_workers
