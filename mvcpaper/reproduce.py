@@ -1,6 +1,7 @@
 """Run the notebooks in order through papermill: executed copies + tables + figures."""
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,8 @@ def reproduce(preset: str = "auto", data_root=None, out_dir=".", device: str = "
     """Execute the notebooks with papermill; return the run folder.
 
     Executed copies go to ``<out_dir>/runs/<timestamp>-<preset>/``, tables to
-    ``<out_dir>/tables/`` and figures to ``<out_dir>/figures/``.
+    ``<out_dir>/tables/`` and figures to ``<out_dir>/figures/``. With ``stream``, the
+    kernels' stderr (progress bars, warnings) is shown on this process' stderr.
     """
     import papermill as pm
 

@@ -19,10 +19,14 @@ def test_committed_notebooks_are_thin_and_clean(name):
     assert sum(len("".join(c["source"]).splitlines()) for c in code) < 40, "logic belongs in the package"
 
 
-def test_reproduce_smoke_runs_every_notebook(tmp_path):
-    from mvcpaper.reproduce import reproduce
+def test_reproduce_smoke_runs_every_notebook(tmp_path, capsys):
+    """Through the CLI, as the README runs it (progress streamed to stderr)."""
+    from mvcpaper.cli import main
 
-    run_dir = reproduce(preset="smoke", out_dir=tmp_path, cache_dir=tmp_path / "cache", log=lambda *_: None)
+    assert main(["reproduce", "--preset", "smoke", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]) == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    out = capsys.readouterr()
+    assert "[03_baselines] done" in out.out
     for name in NOTEBOOKS:
         nb = json.loads((run_dir / f"{name}.ipynb").read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
