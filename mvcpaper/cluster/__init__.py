@@ -11,16 +11,19 @@ import inspect
 from .._utils import UnknownNameError
 from ._base import ClusterBase, check_n_clusters, check_views
 from .baselines import Agglomerative, KMeans
+from .idec import DEC, IDEC
 from .kmeans import TorchKMeans
 
 __all__ = ["METHODS", "make_method", "list_methods", "ClusterBase", "check_views", "check_n_clusters",
-           "KMeans", "Agglomerative", "TorchKMeans"]
+           "KMeans", "Agglomerative", "TorchKMeans", "IDEC", "DEC"]
 
 #: name -> (class, short label used in tables)
 METHODS: dict[str, tuple[type, str]] = {
     "kmeans": (KMeans, "KM"),
     "agglomerative": (Agglomerative, "AC"),
     "torch_kmeans": (TorchKMeans, "KM (torch)"),
+    "idec": (IDEC, "IDEC"),
+    "dec": (DEC, "DEC"),
 }
 
 
