@@ -17,7 +17,9 @@ features L2-normalised, seed 0, defaults, IDEC went from NMI .681 (autoencoder +
 KMeans, its start) down to .431 (KMeans on the raw features: .73). Likely cause, to be
 checked: unit-norm 1280-d inputs make the per-element MSE ~1e-4, so ``gamma * KL``
 dominates and the clusters collapse as in DEC; input scaling (e.g. standardising the
-features) or a per-sample reconstruction sum are the first things to try.
+features) or a per-sample reconstruction sum are the first things to try. One check
+supports it: the same run on the features multiplied by sqrt(d) went .708 -> .736
+(no collapse), level with KMeans (.740) but not above it.
 """
 from __future__ import annotations
 
