@@ -2,8 +2,8 @@
 
 Compared, on the same N images of a real data set (EfficientNet-Lite0 by default):
   naive     one PIL image at a time, batch 1, NCHW, eager (what a first script does)
-  pipeline  mvcpaper.features.extract_features, eager (channels_last, batched), with 0, 1 and
-            2 DataLoader workers (0: decoding in the main process)
+  pipeline  mvcpaper.features.extract_features, eager (channels_last), at each of --batch-sizes,
+            with 0 and 1 DataLoader workers (0: decoding in the main process)
   compiled  the same with torch.compile (compilation time reported apart)
   forward   the bare batched forward pass on pre-decoded tensors (channels_last, eager):
             an upper bound for an eager pipeline; decoding and resizing cost the rest

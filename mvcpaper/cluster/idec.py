@@ -23,7 +23,6 @@ supports it: the same run on the features multiplied by sqrt(d) went .708 -> .73
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn
@@ -199,11 +198,11 @@ class IDEC(ClusterBase):
             kl_sum = rec_sum = 0.0
             for idx in _batches(len(Xt), self.batch_size, gen):
                 xb = Xt[idx]
-                z, xr = self.model_(xb)
+                z = self.model_.encoder(xb)
                 q = soft_assign(z, centers, self.alpha)
                 kl = F.kl_div(q.clamp_min(1e-12).log(), p_all[idx.to(dev)], reduction="batchmean")
-                if self.reconstruction:
-                    rec = F.mse_loss(xr, xb)
+                if self.reconstruction:  # DEC never runs the decoder at this stage
+                    rec = F.mse_loss(self.model_.decoder(z), xb)
                     loss = rec + self.gamma * kl
                     rec_sum += rec.item() * len(idx)
                 else:
