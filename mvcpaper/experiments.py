@@ -70,3 +70,41 @@ def save_records(records, path) -> Path:
     with atomic_path(path) as tmp:
         records_frame(records).to_csv(tmp, index=False)
     return path
+
+
+def fit_cached(est, X, key: dict, cache_dir=None, use_cache: bool = True) -> dict:
+    """Fit ``est`` on ``X`` once; later calls with the same key load the result from disk.
+
+    ``key`` names the input (data set fingerprint, views, feature cache ids); the
+    estimator's class and parameters are added to it. The result holds ``labels``,
+    ``embedding`` (``embedding_`` or ``transform(X)`` where the method learns a
+    representation, else ``None``), ``seconds`` of the original fit and ``history``.
+    Written atomically under ``<cache root>/fits``, so an interrupted grid resumes.
+    """
+    import json
+
+    from ._utils import cache_root, stable_hash
+
+    params = {k: v for k, v in est.get_params().items() if k not in ("progress", "device")}
+    full = {**key, "method": type(est).__name__, "params": {k: repr(v) for k, v in sorted(params.items())}}
+    path = cache_root(cache_dir) / "fits" / f"{stable_hash(full, 20)}.npz"
+    if use_cache and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            emb = z["embedding"] if z["embedding"].size else None
+            return {"labels": z["labels"], "embedding": emb, "seconds": float(z["seconds"]),
+                    "history": json.loads(str(z["history"])), "cached": True}
+    t0 = time.perf_counter()
+    est.fit(X)
+    seconds = time.perf_counter() - t0
+    emb = getattr(est, "embedding_", None)
+    if emb is None and hasattr(est, "transform") and hasattr(est, "model_"):
+        emb = est.transform(X)
+    out = {"labels": np.asarray(est.labels_), "embedding": None if emb is None else np.asarray(emb, np.float32),
+           "seconds": seconds, "history": getattr(est, "history_", []), "cached": False}
+    if use_cache:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, labels=out["labels"], seconds=seconds,
+                         embedding=out["embedding"] if emb is not None else np.empty(0, np.float32),
+                         history=json.dumps(out["history"], default=float))
+    return out

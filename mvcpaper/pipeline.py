@@ -15,7 +15,8 @@ from .plots import plot_embeddings, sample_grid, save_figure, tsne
 from .presets import RunConfig
 from .tables import baseline_table, save_table, table1
 
-__all__ = ["datasets_step", "features_step", "fig3_step", "baselines_step"]
+__all__ = ["datasets_step", "features_step", "fig3_step", "baselines_step", "multiview_step",
+           "representations_step"]
 
 
 def _views_note(cfg: RunConfig) -> str:
@@ -86,3 +87,161 @@ def baselines_step(cfg: RunConfig, out_dir, progress: bool = True):
                    note=f"KM and AC (Ward) {metric.upper()} on each view, mean ± std over seeds {cfg.seeds} "
                         f"(AC is deterministic: one run). {_views_note(cfg)}")
     return df, tables
+
+
+# --------------------------------------------------------------------------- Tables 2 and 3
+#: framework -> (single-view method, DMVC-fix method); DMVC (fine-tuned) exists under JULE only
+FRAMEWORKS = {"jule": ("jule", "dmvc_jule"), "idec": ("idec", "dmvc_idec")}
+ROWS = ("CC", "MVEC", "DMVC-fix", "DMVC")
+
+
+def _feature_key(cfg: RunConfig, ds) -> dict:
+    from .features import resolve_weights
+
+    return {"dataset": ds.name, "fingerprint": ds.fingerprint(), "input_size": cfg.input_size,
+            "features": {b: resolve_weights(b).weights_id for b in cfg.backbones}, "normalized": True}
+
+
+def _fit(cfg: RunConfig, method: str, X, k: int, seed: int, key: dict, progress: bool, **extra) -> dict:
+    from .cluster import make_method
+    from .experiments import fit_cached
+
+    est = make_method(method, n_clusters=k, seed=seed, device=cfg.device, progress=progress,
+                      **{**cfg.params(method), **extra})
+    return fit_cached(est, X, key, cache_dir=cfg.cache_dir)
+
+
+def _record(cfg, ds, row, framework, seed, k, result, labels_true) -> dict:
+    from ._utils import resolve_device
+    from .metrics import evaluate
+
+    return {"dataset": ds.name, "views": row, "method": framework, "seed": int(seed),
+            **evaluate(labels_true, result["labels"]), "seconds": round(result["seconds"], 3),
+            "device": str(resolve_device(cfg.device)), "n_clusters": k, "preset": cfg.preset,
+            "from_cache": bool(result.get("cached", False))}
+
+
+def dmvc_maps(cfg: RunConfig, ds, progress: bool = True) -> list:
+    """DMVC's inputs: each backbone's activation map below its fine-tuned tail (cached)."""
+    from .cluster.multiview import finetune_cut
+    from .features import extract_features
+
+    return [extract_features(ds, b, layer=finetune_cut(b), pool=False, device=cfg.device,
+                             input_size=cfg.input_size, cache_dir=cfg.cache_dir, progress=progress)
+            for b in cfg.backbones]
+
+
+def _dmvc(cfg, ds, seed, k, key, progress):
+    return _fit(cfg, "dmvc", dmvc_maps(cfg, ds, progress), k, seed, {**key, "input": "DMVC"}, progress,
+                backbones=tuple(cfg.backbones))
+
+
+def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
+    """Table 2: every view, CC, MVEC, DMVC-fix and DMVC under JULE and IDEC, over the seeds.
+
+    Fits are cached (``<cache>/fits``), so notebook 05 and a resumed run reuse them; the
+    records keep the seconds of the original fit.
+    """
+    import time
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .cluster import co_association_consensus
+    from .tables import table2
+
+    out = Path(out_dir)
+    records, skipped = [], []
+    for name in cfg.datasets:
+        ds = cfg.load(name)
+        views = cfg.views(ds, progress=progress)
+        k, y = ds.n_classes, ds.labels
+        key = _feature_key(cfg, ds)
+        jobs = [(fw, s) for fw in cfg.frameworks for s in cfg.seeds]
+        for fw, seed in tqdm(jobs, desc=f"Table 2 on {name}", disable=not progress):
+            single, fixed = FRAMEWORKS[fw]
+            parts, secs = [], 0.0
+            for v, X in views.items():
+                r = _fit(cfg, single, X, k, seed, {**key, "input": v}, progress=False)
+                records.append(_record(cfg, ds, v, fw, seed, k, r, y))
+                parts.append(r["labels"])
+                secs += r["seconds"]
+            cc = np.concatenate(list(views.values()), axis=1)
+            r = _fit(cfg, single, cc, k, seed, {**key, "input": "CC"}, progress=False)
+            records.append(_record(cfg, ds, "CC", fw, seed, k, r, y))
+            t0 = time.perf_counter()
+            mvec = co_association_consensus(parts, k)
+            records.append(_record(cfg, ds, "MVEC", fw, seed, k,
+                                   {"labels": mvec, "seconds": secs + time.perf_counter() - t0}, y))
+            r = _fit(cfg, fixed, list(views.values()), k, seed, {**key, "input": "DMVC-fix"}, progress=False)
+            records.append(_record(cfg, ds, "DMVC-fix", fw, seed, k, r, y))
+            if fw == "jule":
+                if cfg.run_dmvc(ds):
+                    r = _dmvc(cfg, ds, seed, k, key, progress=False)
+                    records.append(_record(cfg, ds, "DMVC", fw, seed, k, r, y))
+                elif name not in skipped:
+                    skipped.append(name)
+    df = records_frame(records)
+    save_records(df, out / "tables" / "table2_records.csv")
+    t2 = table2(df, cfg.datasets, cfg.frameworks)
+    note = (f"Table 2: NMI, mean ± std over seeds {cfg.seeds}, beside the paper's value. MVEC is the co-association "
+            "consensus of the per-view partitions (average linkage), not Tao et al.'s low-rank solver. DMVC "
+            "fine-tunes the last layers of each CNN (see mvcpaper.cluster.multiview.FINETUNE_TAILS). "
+            f"Method settings: {cfg.method_params or 'defaults'}. {_views_note(cfg)}")
+    if skipped:
+        note += (f" DMVC not run on {', '.join(skipped)}: more than {cfg.dmvc_max_images_cpu} images on the CPU "
+                 "(set device='cuda' or RunConfig.dmvc_max_images_cpu).")
+    save_table(t2, "table2", out / "tables", note=note)
+    return df, t2
+
+
+def table3_view(cfg: RunConfig) -> str:
+    """The view of Table 3 and Fig. 5: InceptionV3 as in the paper when used, else the first."""
+    return "inception_v3" if "inception_v3" in cfg.backbones else cfg.backbones[0]
+
+
+def representations_step(cfg: RunConfig, out_dir, progress: bool = True, fig_dataset: str | None = None):
+    """Table 3 (KMeans NMI on four representations) and Fig. 5 (their t-SNE on UMist).
+
+    Representations: one view's raw features, its JULE embedding, DMVC-fix's (JULE) and
+    DMVC's. The fits come from the cache that notebook 04 filled (computed if absent).
+    """
+    from tqdm.auto import tqdm
+
+    from .cluster import make_method
+    from .metrics import evaluate
+    from .tables import table3
+
+    out = Path(out_dir)
+    view = table3_view(cfg)
+    fig_dataset = fig_dataset or ("umist" if "umist" in cfg.datasets else cfg.datasets[-1])
+    records, panels = [], {}
+    for name in cfg.datasets:
+        ds = cfg.load(name)
+        views = cfg.views(ds, progress=progress)
+        k, y = ds.n_classes, ds.labels
+        key = _feature_key(cfg, ds)
+        for seed in tqdm(cfg.seeds, desc=f"Table 3 on {name}", disable=not progress):
+            reps = {(f"{view} (raw)", "InceptionV3"): views[view]}
+            r = _fit(cfg, "jule", views[view], k, seed, {**key, "input": view}, progress=False)
+            reps[(f"{view} + JULE", "InceptionV3+JULE")] = r["embedding"]
+            r = _fit(cfg, "dmvc_jule", list(views.values()), k, seed, {**key, "input": "DMVC-fix"}, progress=False)
+            reps[("DMVC-fix", "DMVC-fix")] = r["embedding"]
+            if cfg.run_dmvc(ds):
+                reps[("DMVC", "DMVC")] = _dmvc(cfg, ds, seed, k, key, progress=False)["embedding"]
+            for (rep, stage), Z in reps.items():
+                pred = make_method("kmeans", n_clusters=k, seed=seed).fit_predict(Z)
+                records.append({"dataset": name, "representation": rep, "stage": stage, "seed": int(seed),
+                                **evaluate(y, pred), "preset": cfg.preset})
+            if name == fig_dataset and seed == cfg.seeds[0]:
+                panels = {rep: (tsne(Z, seed=seed, cache_dir=cfg.cache_dir), y) for (rep, _), Z in reps.items()}
+    df = pd.DataFrame(records)
+    save_records(df, out / "tables" / "table3_records.csv")
+    t3 = table3(df, cfg.datasets)
+    save_table(t3, "table3", out / "tables",
+               note=f"Table 3: KMeans NMI (true k, mean ± std over seeds {cfg.seeds}) on each representation; "
+                    f"the paper's rows use InceptionV3, this run uses {view}. {_views_note(cfg)}")
+    fig = plot_embeddings(panels, title=f"Fig. 5: t-SNE of {fig_dataset} at four stages (seed {cfg.seeds[0]}), "
+                                        "coloured by class", ncols=len(panels))
+    save_figure(fig, out / "figures" / "fig5_tsne.png")
+    return df, t3, fig

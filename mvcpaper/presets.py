@@ -42,6 +42,19 @@ class RunConfig:
     device: str = "auto"
     cache_dir: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: deep frameworks of Tables 2-3 and their settings (the same for every data set)
+    frameworks: list[str] = field(default_factory=lambda: ["jule", "idec"])
+    method_params: dict = field(default_factory=dict)
+    #: DMVC fine-tunes CNN layers: on the CPU only for data sets up to this many images
+    dmvc_max_images_cpu: int = 2000
+
+    def run_dmvc(self, dataset) -> bool:
+        from ._utils import resolve_device
+
+        return resolve_device(self.device).type == "cuda" or len(dataset) <= self.dmvc_max_images_cpu
+
+    def params(self, method: str) -> dict:
+        return dict(self.method_params.get(method, {}))
 
     @property
     def views_label(self) -> str:
@@ -69,14 +82,22 @@ class RunConfig:
         return {b: self.features(dataset, b, normalize=normalize, progress=progress) for b in self.backbones}
 
 
+#: IDEC's training bounded in updates (the same for every data set): 300 pretraining
+#: updates are 100 epochs on UMist and 11 on COIL-100: what fits the CPU budget of the run
+_IDEC_CPU = {"pretrain_steps": 300, "max_steps": 200}
+_BOUNDED = {"idec": _IDEC_CPU, "dmvc_idec": _IDEC_CPU}
+_SMOKE = {"idec": {"pretrain_steps": 200, "max_steps": 100}, "dmvc_idec": {"pretrain_steps": 200, "max_steps": 100},
+          "jule": {"epochs_per_period": 2}, "dmvc_jule": {"epochs_per_period": 2},
+          "dmvc": {"epochs_per_period": 2}}
+
 PRESETS = {
     "smoke": dict(datasets=["synthetic"], backbones=list(OFFLINE_BACKBONES), seeds=[0, 1],
-                  methods=["kmeans", "agglomerative"], input_size=64,
+                  methods=["kmeans", "agglomerative"], input_size=64, method_params=_SMOKE,
                   dataset_options={"synthetic": {"n_objects": 6, "n_poses": 10, "size": 48, "seed": 0}}),
     "offline": dict(datasets=None, backbones=list(OFFLINE_BACKBONES), seeds=[0, 1, 2],
-                    methods=["kmeans", "agglomerative"]),
+                    methods=["kmeans", "agglomerative"], method_params=_BOUNDED),
     "paper": dict(datasets=None, backbones=list(PAPER_BACKBONES), seeds=[0, 1, 2],
-                  methods=["kmeans", "agglomerative"]),
+                  methods=["kmeans", "agglomerative"], method_params={}),
 }
 PRESET_NAMES = ("smoke", "offline", "paper", "auto")
 
@@ -140,4 +161,5 @@ def resolve(preset: str = "auto", datasets=None, backbones=None, seeds=None, met
                      methods=list(methods or base["methods"]), data_root=str(root) if root else None,
                      dataset_options=dict(base.get("dataset_options", {})),
                      input_size=input_size or base.get("input_size"), device=device,
+                     method_params=dict(base.get("method_params", {})),
                      cache_dir=str(cache_dir) if cache_dir else None, notes=notes)

@@ -9,7 +9,7 @@ import pandas as pd
 from ._utils import atomic_path
 from .paper import TABLE1
 
-__all__ = ["table1", "summary", "baseline_table", "save_table", "fmt_mean_std"]
+__all__ = ["table1", "summary", "baseline_table", "save_table", "fmt_mean_std", "table2", "table3"]
 
 
 def table1(datasets) -> pd.DataFrame:
@@ -62,3 +62,55 @@ def save_table(df: pd.DataFrame, name: str, out_dir, note: str = "") -> dict[str
         md = df.to_markdown(index=index, disable_numparse=True)
         tmp.write_text((note.strip() + "\n\n" if note else "") + md + "\n")
     return paths
+
+
+#: Table 2/3 row labels -> the key of the paper's row in :mod:`mvcpaper.paper`
+PAPER_ROW = {"CC": "CC", "MVEC": "MVEC", "DMVC-fix": "DMVC-fix", "DMVC": "DMVC"}
+
+
+def _paper_cell(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def table2(records, datasets=None, frameworks=("jule", "idec")) -> pd.DataFrame:
+    """Table 2: rows = views, CC, MVEC, DMVC-fix, DMVC; columns = (data set, framework) with the
+    reproduced NMI (``mean ± std`` over seeds) and the paper's value beside it.
+
+    A cell is empty ("not run") only where no record exists; the paper's value is "—" where
+    its table is empty or names a different CNN.
+    """
+    from .paper import TABLE2
+
+    df = pd.DataFrame(records)
+    datasets = list(datasets or dict.fromkeys(df["dataset"]))
+    rows = list(dict.fromkeys(df["views"]))
+    out = {}
+    for ds in datasets:
+        for fw in frameworks:
+            sub = df[(df["dataset"] == ds) & (df["method"] == fw)]
+            cells = sub.groupby("views", sort=False)["nmi"].apply(fmt_mean_std)
+            col = f"{ds} {fw.upper()}"
+            out[col] = [cells.get(r, "not run") for r in rows]
+            out[f"{col} (paper)"] = [_paper_cell(TABLE2.get(PAPER_ROW.get(r, r), {}).get(ds, {}).get(fw.upper()))
+                                     for r in rows]
+    t = pd.DataFrame(out, index=rows)
+    t.index.name = "row (NMI)"
+    return t
+
+
+def table3(records, datasets=None) -> pd.DataFrame:
+    """Table 3: KMeans NMI on four representations, reproduced beside the paper's value."""
+    from .paper import TABLE3
+
+    df = pd.DataFrame(records)
+    datasets = list(datasets or dict.fromkeys(df["dataset"]))
+    rows = list(dict.fromkeys(df["representation"]))
+    stages = dict(zip(rows, df.drop_duplicates("representation")["stage"]))
+    out = {}
+    for ds in datasets:
+        cells = df[df["dataset"] == ds].groupby("representation", sort=False)["nmi"].apply(fmt_mean_std)
+        out[ds] = [cells.get(r, "not run") for r in rows]
+        out[f"{ds} (paper)"] = [_paper_cell(TABLE3.get(stages[r], {}).get(ds)) for r in rows]
+    t = pd.DataFrame(out, index=rows)
+    t.index.name = "representation (KMeans NMI)"
+    return t

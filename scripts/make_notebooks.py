@@ -50,6 +50,22 @@ NOTEBOOKS = {
         ("code", "records, tables = pipeline.baselines_step(cfg, out)\ndisplay(Markdown('**NMI**'), tables['nmi'])"),
         ("code", "display(Markdown('**ACC**'), tables['acc'], Markdown('**ARI**'), tables['ari'])"),
     ],
+    "04_multiview": [
+        ("md", "# 04 · Deep and multi-view clustering (Table 2)\nJULE and IDEC on every view, on the concatenation "
+               "(CC), the co-association ensemble of the per-view partitions (MVEC), DMVC-fix (MVnet on frozen "
+               "features) and DMVC (fine-tuning the CNNs' last layers, under JULE). NMI over several seeds, "
+               "beside the paper's values. Fits are cached, so notebook 05 reuses them."),
+        ("params", PARAMS), ("code", RESOLVE),
+        ("code", "records, t2 = pipeline.multiview_step(cfg, out)\ndisplay(Markdown('**Table 2 (NMI)**'), t2)"),
+        ("code", "display(records.groupby(['dataset', 'views', 'method'], sort=False)[['nmi', 'acc', 'ari', 'seconds']].mean().round(3))"),
+    ],
+    "05_representations": [
+        ("md", "# 05 · Learned representations (Table 3, Fig. 5)\nKMeans on one view's raw features, on its JULE "
+               "representation, on DMVC-fix's and on DMVC's; t-SNE of UMist at these four stages."),
+        ("params", PARAMS), ("code", RESOLVE),
+        ("code", "records, t3, fig5 = pipeline.representations_step(cfg, out)\ndisplay(Markdown('**Table 3**'), t3)"),
+        ("code", "plt.show()"),
+    ],
 }
 
 

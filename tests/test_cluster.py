@@ -66,7 +66,7 @@ def test_registry_errors():
         make_method("kmeans", 3, n_neighbors=5)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(set(METHODS) - {"dmvc"}))  # dmvc reads CNN maps: test_multiview
 def test_bad_inputs_give_clear_messages(name):
     X = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
     est = make_method(name, 3)

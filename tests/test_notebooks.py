@@ -26,7 +26,7 @@ def test_reproduce_smoke_runs_every_notebook(tmp_path, capsys):
     assert main(["reproduce", "--preset", "smoke", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]) == 0
     run_dir = next((tmp_path / "runs").iterdir())
     out = capsys.readouterr()
-    assert "[03_baselines] done" in out.out
+    assert "[03_baselines] done" in out.out and "[05_representations] done" in out.out
     for name in NOTEBOOKS:
         nb = json.loads((run_dir / f"{name}.ipynb").read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -41,5 +41,15 @@ def test_reproduce_smoke_runs_every_notebook(tmp_path, capsys):
     assert (rec["nmi"] > 0.5).all()  # pretrained features separate the synthetic objects
     md = (tmp_path / "tables" / "baselines_nmi.md").read_text()
     assert "efficientnet_lite0" in md and "The paper used VGG16" in md
-    for fig in ("fig3_tsne.png", "samples_synthetic.png"):
+    for fig in ("fig3_tsne.png", "samples_synthetic.png", "fig5_tsne.png"):
         assert (tmp_path / "figures" / fig).stat().st_size > 10_000
+    # Table 2: every row and framework has a number (DMVC under JULE only, as in the paper)
+    t2 = pd.read_csv(tmp_path / "tables" / "table2.csv", index_col=0)
+    assert list(t2.index) == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "CC", "MVEC",
+                              "DMVC-fix", "DMVC"]
+    assert (t2.drop(index="DMVC")[["synthetic JULE", "synthetic IDEC"]] != "not run").all().all()
+    assert t2.loc["DMVC", "synthetic JULE"] != "not run" and t2.loc["DMVC", "synthetic IDEC"] == "not run"
+    rec2 = pd.read_csv(tmp_path / "tables" / "table2_records.csv")
+    assert set(rec2["seed"]) == {0, 1} and rec2["nmi"].between(0, 1).all()
+    t3 = pd.read_csv(tmp_path / "tables" / "table3.csv", index_col=0)
+    assert len(t3) == 4 and (t3["synthetic"] != "not run").all()

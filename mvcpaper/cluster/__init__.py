@@ -12,10 +12,13 @@ from .._utils import UnknownNameError
 from ._base import ClusterBase, check_n_clusters, check_views
 from .baselines import Agglomerative, KMeans
 from .idec import DEC, IDEC
+from .jule import JULE
 from .kmeans import TorchKMeans
+from .multiview import DMVC, DMVCIDEC, DMVCJULE, MVEC, co_association_consensus
 
 __all__ = ["METHODS", "make_method", "list_methods", "ClusterBase", "check_views", "check_n_clusters",
-           "KMeans", "Agglomerative", "TorchKMeans", "IDEC", "DEC"]
+           "KMeans", "Agglomerative", "TorchKMeans", "IDEC", "DEC", "JULE", "DMVCJULE", "DMVCIDEC", "DMVC", "MVEC",
+           "co_association_consensus"]
 
 #: name -> (class, short label used in tables)
 METHODS: dict[str, tuple[type, str]] = {
@@ -24,6 +27,11 @@ METHODS: dict[str, tuple[type, str]] = {
     "torch_kmeans": (TorchKMeans, "KM (torch)"),
     "idec": (IDEC, "IDEC"),
     "dec": (DEC, "DEC"),
+    "jule": (JULE, "JULE"),
+    "dmvc_jule": (DMVCJULE, "DMVC-fix (JULE)"),
+    "dmvc_idec": (DMVCIDEC, "DMVC-fix (IDEC)"),
+    "mvec": (MVEC, "MVEC (co-association)"),
+    "dmvc": (DMVC, "DMVC"),
 }
 
 
@@ -31,8 +39,9 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-def make_method(name: str, n_clusters: int, seed: int = 0, device: str = "auto", **params) -> ClusterBase:
-    """Build a registered method with its seed (and device, where it takes one)."""
+def make_method(name: str, n_clusters: int, seed: int = 0, device: str = "auto", progress: bool | None = None,
+                **params) -> ClusterBase:
+    """Build a registered method with its seed (and device and progress bars, where it has them)."""
     try:
         cls, _ = METHODS[name]
     except KeyError:
@@ -41,6 +50,8 @@ def make_method(name: str, n_clusters: int, seed: int = 0, device: str = "auto",
     kwargs = {"n_clusters": n_clusters, "random_state": seed, **params}
     if "device" in accepted:
         kwargs["device"] = device
+    if progress is not None and "progress" in accepted:
+        kwargs["progress"] = progress
     unknown = set(kwargs) - set(accepted)
     if unknown:
         raise TypeError(f"method {name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(set(accepted) - {'self'})}")

@@ -143,6 +143,8 @@ class ImageDataset:
         """A digest of what the images are: labels, file names and sizes, or array bytes.
 
         Used as part of cache keys, so a changed folder never reuses stale features.
+        Modification times are left out on purpose: copying a data set (``cp``, ``rsync``
+        without ``-t``, a fresh CI checkout) must not invalidate its feature cache.
         """
         h = hashlib.sha256()
         h.update(self.name.encode())
@@ -152,7 +154,7 @@ class ImageDataset:
                 h.update(p.name.encode())
                 try:
                     st = os.stat(p)
-                    h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+                    h.update(f"{st.st_size}".encode())
                 except OSError:
                     h.update(b"missing")
         else:

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from .base import ImageDataset
 
-__all__ = ["make_synthetic"]
+__all__ = ["make_synthetic", "make_multiview_features"]
 
 
 def _shape_mask(rng: np.random.Generator, size: int) -> Image.Image:
@@ -84,3 +84,38 @@ def make_synthetic(n_objects: int = 10, n_poses: int = 12, size: int = 64, seed:
                         class_names=[f"object{o}" for o in range(n_objects)],
                         info={"layout": "synthetic", "n_objects": n_objects, "n_poses": n_poses,
                               "size": size, "seed": seed})
+
+
+def make_multiview_features(n_per_class: int = 40, n_classes: int = 6, dim: int = 16, noise: float = 0.35,
+                            seed: int = 0):
+    """Three feature views of one labelled set, with complementary structure.
+
+    Class ``c`` is the pair ``(c // 2, c % 3)`` (unique for ``n_classes = 6``). View 0
+    places samples by the first attribute only (classes 0 and 1 coincide, 2 and 3, ...),
+    view 1 by the second only; each view alone therefore merges pairs of classes, and only
+    both together separate all of them. View 2 is pure noise. Each attribute value is a
+    point on a curved 1-D manifold embedded in ``dim`` dimensions, with Gaussian noise.
+
+    Returns
+    -------
+    views : list of three float32 arrays (n, dim), labels : int array (n,)
+    """
+    if n_classes != 6:
+        raise ValueError("make_multiview_features builds its complementary structure for n_classes=6")
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    n = len(labels)
+
+    def view(attr: np.ndarray, n_values: int) -> np.ndarray:
+        basis = np.linalg.qr(rng.normal(size=(dim, 2)))[0]  # a random plane in R^dim
+        angles = 2 * np.pi * np.arange(n_values) / n_values
+        centres = np.stack([np.cos(angles), np.sin(angles)], 1) * 2.0
+        t = rng.uniform(-0.6, 0.6, n)  # position along an arc around each centre
+        arc = np.stack([np.cos(t * 3), np.sin(t * 3)], 1) * 0.8
+        pts = (centres[attr] + arc) @ basis.T
+        return (pts + noise * rng.normal(size=(n, dim)) / np.sqrt(dim) * 2).astype(np.float32)
+
+    v0 = view(labels // 2, 3)
+    v1 = view(labels % 3, 3)
+    v2 = rng.normal(size=(n, dim)).astype(np.float32)
+    return [v0, v1, v2], labels

@@ -80,13 +80,15 @@ class FeatureExtractor(nn.Module):
 
     ``pool``: the pooled pre-logits vector (``forward_head(..., pre_logits=True)``);
     ``logits``: the class scores; any other module name: that module's output, globally
-    average-pooled (the forward pass stops right after it).
+    average-pooled (the forward pass stops right after it), or the whole activation map
+    with ``pool=False``.
     """
 
-    def __init__(self, model, layer: str = "pool"):
+    def __init__(self, model, layer: str = "pool", pool: bool = True):
         super().__init__()
         self.model = model
         self.layer = layer
+        self.pool = pool
         self._captured = None
         if layer not in ("pool", "logits"):
             modules = dict(model.named_modules())
@@ -111,7 +113,7 @@ class FeatureExtractor(nn.Module):
         except _Stop:
             pass
         out, self._captured = self._captured, None
-        return _pool(out)
+        return _pool(out) if self.pool else out.float()
 
 
 def default_num_workers(n_items: int) -> int:
@@ -172,7 +174,8 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
                      weights: str | os.PathLike | None = "imagenet", device: str = "auto",
                      batch_size: int | None = None, num_workers: int | None = None, precision: str = "auto",
                      input_size: int | None = None, compile: str | bool = "auto", cache_dir=None,
-                     use_cache: bool = True, download: bool = False, progress: bool = True) -> np.ndarray:
+                     use_cache: bool = True, download: bool = False, progress: bool = True,
+                     pool: bool = True) -> np.ndarray:
     """Extract one layer's features of every image of ``dataset`` with ``backbone``.
 
     Parameters
@@ -204,10 +207,13 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
         Cache root (default ``$MVCPAPER_CACHE`` or ``~/.cache/mvcpaper``).
     use_cache : bool
         Read and write the feature cache.
+    pool : bool
+        For a module ``layer``: average-pool its output (default) or keep the whole map
+        (``(n_images, C, H, W)``; DMVC fine-tunes the layers after it).
 
     Returns
     -------
-    ndarray of float32, shape (n_images, dim)
+    ndarray of float32, shape (n_images, dim), or (n_images, C, H, W) with ``pool=False``
     """
     from tqdm.auto import tqdm
 
@@ -218,14 +224,17 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
     size = input_size or spec.input_size
     # resolve weights first: a missing file fails here, before any work
     src = resolve_weights(spec, weights, download=download)
-    path = feature_cache_path(dataset, spec, layer, src.weights_id, size, prec, cache_dir)
+    if not pool and layer in ("pool", "logits"):
+        raise ValueError(f"pool=False needs a module name as layer (got {layer!r}); see list_layers()")
+    path = feature_cache_path(dataset, spec, layer if pool else f"{layer}.map", src.weights_id, size, prec,
+                              cache_dir)
     if use_cache and path.is_file():
         feats = np.load(path)
         if feats.shape[0] == len(dataset):
             return feats
 
     model, src = build_model(spec, weights, download=download)
-    extractor = FeatureExtractor(model, layer).to(dev).to(memory_format=torch.channels_last)
+    extractor = FeatureExtractor(model, layer, pool=pool).to(dev).to(memory_format=torch.channels_last)
     bs = batch_size or (256 if dev.type == "cuda" else 8)
     bs = min(bs, len(dataset))
     run = _maybe_compile(extractor, compile, len(dataset))
@@ -248,7 +257,7 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
                 f = run(x)
             f = f[:n].float().cpu().numpy()
             if out is None:
-                out = np.empty((len(dataset), f.shape[1]), dtype=np.float32)
+                out = np.empty((len(dataset), *f.shape[1:]), dtype=np.float32)
             out[idx.numpy()] = f
             bar.update(len(idx))
     seconds = time.perf_counter() - t0
@@ -259,7 +268,7 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
         meta = {"dataset": dataset.name, "fingerprint": dataset.fingerprint(), "n_images": len(dataset),
                 "backbone": spec.name, "timm": spec.timm_name, "weights": src.weights_id,
                 "weights_kind": src.kind, "layer": layer, "input_size": size, "precision": prec,
-                "dim": int(out.shape[1]), "seconds": round(seconds, 2), "device": str(dev)}
+                "dim": int(out.shape[1]), "shape": list(out.shape), "seconds": round(seconds, 2), "device": str(dev)}
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, out)

@@ -13,12 +13,14 @@ package's format), or ``"random"`` for a randomly initialised network (tests).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._utils import cache_root, stable_hash
+from .._utils import cache_root
 from .backbones import BackboneSpec, get_backbone
 
 __all__ = ["WeightsSource", "WeightsNotFoundError", "resolve_weights", "build_model", "convert_efficientnet_lite"]
@@ -42,8 +44,19 @@ class WeightsSource:
 
 
 def _file_id(path: Path) -> str:
+    """``name:size:sha256[:8]`` of the weights file: the same file in another venv or cache
+    (a new path, a new mtime) keeps the same id, so its feature cache is reused."""
     st = path.stat()
-    return f"{path.name}:{st.st_size}:{stable_hash([str(path.resolve()), st.st_size, int(st.st_mtime)], 8)}"
+    return f"{path.name}:{st.st_size}:{_content_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:8]
 
 
 def _shipped_file(spec: BackboneSpec) -> Path | None:

@@ -1,0 +1,350 @@
+"""Multi-view clustering: the paper's DMVC (MVnet inside IDEC or JULE) and the MVEC baseline.
+
+**MVnet** (Guérin & Boots 2018, Fig. 4): one fully connected branch per view (the
+view's features in), the branches' outputs concatenated, then shared layers
+("mlpout") down to the embedding the clustering objective acts on. The paper does not
+give every width; ours:
+
+- under JULE (``DMVCJULE``): branch ``d_v -> 100`` (ReLU) per view, shared
+  ``3*100 -> 100``, L2-normalised (JULE's single-view network is ``d -> 100``);
+- under IDEC (``DMVCIDEC``): branch ``d_v -> 500`` (ReLU) per view, shared
+  ``3*500 -> 500 -> 2000 -> 10`` (IDEC's encoder after its first layer), and one decoder
+  per view, ``10 -> 2000 -> 500 -> 500 -> d_v``, whose mean squared errors are averaged.
+
+Both take the views as a list; they start from the same point as the concatenation
+baseline (CC) and differ from it only by the network, which is the paper's comparison.
+
+**MVEC** here is the co-association consensus (Fred & Jain 2005), the variant the
+paper's authors used in their own tutorial: the fraction of base partitions (one per
+view) that put two samples together, clustered by average-linkage agglomeration.
+Tao et al.'s (IJCAI 2017) low-rank + sparse consensus is *not* implemented; tables
+label this row "MVEC (co-association)".
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._base import ClusterBase, check_n_clusters, check_views
+from .idec import IDEC
+from .jule import JULE
+
+__all__ = ["MVNet", "DMVCJULE", "DMVCIDEC", "MVEC", "co_association", "co_association_consensus"]
+
+
+def _mlp(dims, last_act: bool) -> nn.Sequential:
+    layers = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if last_act or i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class MVNet(nn.Module):
+    """One branch per view, concatenated, then shared layers; optional per-view decoders.
+
+    Parameters
+    ----------
+    in_dims : list of int
+        Feature size of each view.
+    branch : tuple of int
+        Widths of each view's branch (ReLU after each layer).
+    shared : tuple of int
+        Widths of the shared layers after the concatenation; the last one is the embedding
+        (linear).
+    decoder : tuple of int or None
+        Hidden widths of each view's decoder (embedding -> ... -> d_v), or no decoder.
+    normalize : bool
+        L2-normalise the embedding (JULE) or not (IDEC).
+    heads : list of nn.Module, optional
+        Modules applied to each view's input before its branch (DMVC: the trainable tail
+        of the CNN extractor); their output must be ``(batch, in_dims[v])``.
+    """
+
+    def __init__(self, in_dims, branch=(100,), shared=(100,), decoder=None, normalize: bool = True, heads=None):
+        super().__init__()
+        self.heads = nn.ModuleList(heads) if heads is not None else None
+        self.branches = nn.ModuleList(_mlp([d, *branch], last_act=True) for d in in_dims)
+        width = branch[-1] * len(in_dims) if branch else sum(in_dims)
+        self.shared = _mlp([width, *shared], last_act=False)
+        self.decoders = (nn.ModuleList(_mlp([shared[-1], *decoder, d], last_act=False) for d in in_dims)
+                         if decoder is not None else None)
+        self.normalize = normalize
+
+    def encode(self, xs):
+        if self.heads is not None:
+            xs = [h(x) for h, x in zip(self.heads, xs)]
+        z = self.shared(torch.cat([b(x) for b, x in zip(self.branches, xs)], dim=1))
+        return F.normalize(z, dim=1) if self.normalize else z
+
+    forward = encode
+
+    def decode(self, z):
+        return [d(z) for d in self.decoders]
+
+    def encoder_parameters(self):
+        for m in (self.heads, self.branches, self.shared):
+            if m is not None:
+                yield from m.parameters()
+
+    def decoder_parameters(self):
+        return self.decoders.parameters()
+
+
+def _check_multiview(est, X) -> list[np.ndarray]:
+    views = check_views(X)
+    check_n_clusters(est.n_clusters, views[0].shape[0])
+    if len(views) < 2:
+        raise ValueError(f"{type(est).__name__} needs a list of at least two views; got one array. "
+                         "Use the single-view method (jule / idec) for one view.")
+    return views
+
+
+class DMVCJULE(JULE):
+    """DMVC-fix under JULE's objective: MVnet replaces JULE's representation network.
+
+    ``X`` is a list of views (frozen CNN features, L2-normalised rows). The first merging
+    period runs on the concatenation of the L2-normalised views, like CC; every later one on
+    MVnet's embedding. Other parameters: see :class:`~mvcpaper.cluster.jule.JULE`.
+    """
+
+    branch = (100,)
+
+    def _inputs(self, X):
+        return _check_multiview(self, X)
+
+    def _build_network(self, inputs):
+        return MVNet([x.shape[1] for x in inputs], branch=self.branch, shared=(self.embed_dim,), normalize=True)
+
+
+class DMVCIDEC(IDEC):
+    """DMVC-fix under IDEC's objective: MVnet encoder, one decoder per view.
+
+    ``X`` is a list of views; each is rescaled on its own (see IDEC's ``scale``) and
+    reconstructed by its own decoder. Other parameters: see :class:`~mvcpaper.cluster.idec.IDEC`.
+    """
+
+    def _inputs(self, X):
+        return _check_multiview(self, X)
+
+    def _build_autoencoder(self, dims):
+        first, rest = self.hidden[0], tuple(self.hidden[1:])
+        return MVNet(dims, branch=(first,), shared=(*rest, self.embed_dim), decoder=tuple(reversed(self.hidden)),
+                     normalize=False)
+
+
+# --------------------------------------------------------------------------- MVEC
+def co_association(partitions) -> np.ndarray:
+    """``S[i, j]`` = fraction of the partitions that put samples i and j in one cluster."""
+    parts = [np.asarray(p) for p in partitions]
+    n = len(parts[0])
+    if any(len(p) != n for p in parts):
+        raise ValueError(f"partitions must label the same samples; got lengths {[len(p) for p in parts]}")
+    S = np.zeros((n, n), dtype=np.float32)
+    for p in parts:
+        onehot = np.eye(int(p.max()) + 1, dtype=np.float32)[np.unique(p, return_inverse=True)[1]]
+        S += onehot @ onehot.T
+    return S / len(parts)
+
+
+def co_association_consensus(partitions, n_clusters: int) -> np.ndarray:
+    """Average-linkage agglomeration of the co-association matrix (distance ``1 - S``)."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    S = co_association(partitions)
+    check_n_clusters(n_clusters, len(S))
+    ac = AgglomerativeClustering(n_clusters=n_clusters, metric="precomputed", linkage="average")
+    return ac.fit_predict(1.0 - S)
+
+
+class MVEC(ClusterBase):
+    """Multi-view ensemble clustering: one base partition per view, co-association consensus.
+
+    Parameters
+    ----------
+    n_clusters : int
+    base : str
+        Registered method clustering each view (``"jule"``, ``"idec"``, ``"kmeans"``, ...).
+    base_params : dict, optional
+        Extra parameters of the base method.
+    device, random_state, progress : as everywhere (passed to the base method).
+
+    Attributes
+    ----------
+    labels_, partitions_ (the base partitions, one per view).
+    """
+
+    multiview = True
+
+    def __init__(self, n_clusters: int = 8, base: str = "jule", base_params=None, device: str = "auto",
+                 random_state: int = 0, progress: bool = True):
+        self.n_clusters = n_clusters
+        self.base = base
+        self.base_params = base_params
+        self.device = device
+        self.random_state = random_state
+        self.progress = progress
+
+    def fit(self, X, y=None):
+        from . import make_method
+
+        views = _check_multiview(self, X)
+        params = dict(self.base_params or {})
+        self.partitions_ = []
+        for v in views:
+            est = make_method(self.base, self.n_clusters, seed=self.random_state, device=self.device, **params)
+            if "progress" in est.get_params():
+                est.set_params(progress=self.progress)
+            self.partitions_.append(est.fit_predict(v))
+        self.labels_ = co_association_consensus(self.partitions_, self.n_clusters)
+        return self
+
+
+# --------------------------------------------------------------------------- DMVC (fine-tuned)
+#: backbone -> (module whose output map is cached, modules run after it before the pooled head).
+#: Everything up to the cut stays frozen; the tail is fine-tuned (DMVC).
+FINETUNE_TAILS = {
+    "efficientnet_lite0": ("blocks", ["conv_head", "bn2"]),
+    "efficientnet_lite1": ("blocks", ["conv_head", "bn2"]),
+    "efficientnet_lite2": ("blocks", ["conv_head", "bn2"]),
+    "vgg16": ("features", []),            # the tail is fc6 + fc7 (timm's pre_logits)
+    "vgg19": ("features", []),
+    "inception_v3": ("Mixed_7b", ["Mixed_7c"]),
+    "xception": ("act3", ["conv4", "bn4", "act4"]),
+    "resnet50": ("layer3", ["layer4"]),
+}
+
+
+def finetune_cut(backbone: str) -> str:
+    """The module whose output DMVC caches for ``backbone`` (the input of the fine-tuned tail)."""
+    from .._utils import UnknownNameError
+
+    if backbone not in FINETUNE_TAILS:
+        raise UnknownNameError("backbone with a DMVC tail", backbone, FINETUNE_TAILS)
+    return FINETUNE_TAILS[backbone][0]
+
+
+class CNNTail(nn.Module):
+    """The last layers of a pretrained CNN, from a cached activation map to its pooled feature.
+
+    Batch-norm layers keep their ImageNet statistics (always in eval mode; their affine
+    parameters are trained), so small clustering batches cannot corrupt them. The output is
+    L2-normalised, like the frozen features DMVC-fix reads.
+    """
+
+    def __init__(self, backbone: str, weights="imagenet"):
+        super().__init__()
+        from ..features.extract import _pool
+        from ..features.weights import build_model
+
+        finetune_cut(backbone)
+        model, _ = build_model(backbone, weights)
+        self.tail_names = FINETUNE_TAILS[backbone][1]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        modules = dict(model.named_modules())
+        self.tail = nn.ModuleList(modules[n] for n in self.tail_names)
+        for p in self.tail.parameters():
+            p.requires_grad_(True)
+        head = getattr(model, "pre_logits", None)  # VGG's fc6/fc7
+        self.pre = head if isinstance(head, nn.Module) and not self.tail_names else None
+        if self.pre is not None:
+            for p in self.pre.parameters():
+                p.requires_grad_(True)
+        self._pool = _pool
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def forward(self, x):
+        for m in self.tail:
+            x = m(x)
+        if self.pre is not None:
+            x = self.pre(x)
+        return F.normalize(self._pool(x), dim=1)  # global average pool, as the frozen features
+
+
+class DMVC(DMVCJULE):
+    """DMVC: MVnet under JULE's objective, fine-tuning the last layers of every CNN too.
+
+    ``X`` is a list of activation maps ``(n, C, H, W)``, one per backbone in
+    ``backbones``: the output of :func:`finetune_cut`'s module, from
+    ``extract_features(dataset, backbone, layer=finetune_cut(backbone), pool=False)``.
+    Each map goes through its CNN's pretrained tail (:data:`FINETUNE_TAILS`: e.g.
+    EfficientNet's 1x1 ``conv_head`` + BN, ResNet's ``layer4``), then MVnet as in
+    DMVC-fix; the tails are trained with the MLP at ``finetune_lr``. Caching the map
+    below the tail keeps the CPU cost bounded (the early layers never run again); the
+    paper fine-tuned whole networks on a GPU.
+
+    ``batch_size`` counts triplets (default 1024: on small sets one step covers every
+    image once, so each step runs every tail once).
+    """
+
+    def __init__(self, n_clusters: int = 8, backbones=(), weights="imagenet", finetune_lr: float = 1e-4,
+                 k_s: int = 20, k_c: int = 5, eta: float = 0.9, lam: float = 1.0, embed_dim: int = 100,
+                 hidden=(), epochs_per_period: int = 20, batch_size: int = 1024, lr: float = 1e-3,
+                 weight_decay: float = 1e-4, margin: float = 0.2, pos_weight: float = 2.0, n_neg: int = 2,
+                 recluster: bool = True, device: str = "auto", random_state: int = 0, progress: bool = True):
+        super().__init__(n_clusters=n_clusters, k_s=k_s, k_c=k_c, eta=eta, lam=lam, embed_dim=embed_dim,
+                         hidden=hidden, epochs_per_period=epochs_per_period, batch_size=batch_size, lr=lr,
+                         weight_decay=weight_decay, margin=margin, pos_weight=pos_weight, n_neg=n_neg,
+                         recluster=recluster, device=device, random_state=random_state, progress=progress)
+        self.backbones = backbones
+        self.weights = weights
+        self.finetune_lr = finetune_lr
+
+    def _inputs(self, X):
+        if not isinstance(X, (list, tuple)) or len(X) != len(self.backbones) or len(X) < 2:
+            raise ValueError(f"DMVC needs one activation map per backbone ({list(self.backbones)}); got "
+                             f"{len(X) if isinstance(X, (list, tuple)) else 'one array'}")
+        maps = []
+        for b, m in zip(self.backbones, X):
+            m = np.asarray(m, dtype=np.float32)
+            if m.ndim != 4:
+                raise ValueError(f"the input for {b} must be a (n, C, H, W) map from extract_features(..., "
+                                 f"layer={finetune_cut(b)!r}, pool=False); got shape {m.shape}")
+            if not np.isfinite(m).all():
+                raise ValueError(f"the map for {b} has NaN or infinite values")
+            maps.append(m)
+        if len({m.shape[0] for m in maps}) > 1:
+            raise ValueError(f"all maps must have the same number of rows; got {[m.shape[0] for m in maps]}")
+        check_n_clusters(self.n_clusters, maps[0].shape[0])
+        return maps
+
+    def _tails(self):
+        if getattr(self, "_tails_cache", None) is None:
+            self._tails_cache = [CNNTail(b, self.weights) for b in self.backbones]
+        return self._tails_cache
+
+    @torch.no_grad()
+    def _initial_representation(self, inputs):
+        from ..experiments import l2_normalize
+
+        feats = []
+        for tail, m in zip(self._tails(), inputs):
+            tail.eval()
+            feats.append(torch.cat([tail(torch.as_tensor(m[s:s + 256])) for s in range(0, len(m), 256)]).numpy())
+        self.frozen_features_ = feats
+        return l2_normalize(np.concatenate(feats, axis=1))
+
+    def _build_network(self, inputs):
+        tails = self._tails()
+        dims = [f.shape[1] for f in self.frozen_features_]
+        return MVNet(dims, branch=self.branch, shared=(self.embed_dim,), normalize=True, heads=tails)
+
+    def _param_groups(self):
+        tail_params = [p for p in self.net_.heads.parameters() if p.requires_grad]
+        ids = {id(p) for p in tail_params}
+        rest = [p for p in self.net_.parameters() if id(p) not in ids and p.requires_grad]
+        return [{"params": rest, "lr": self.lr}, {"params": tail_params, "lr": self.finetune_lr}]
+
+    def fit(self, X, y=None):
+        self._tails_cache = None
+        return super().fit(X, y)

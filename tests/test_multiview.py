@@ -1,0 +1,224 @@
+"""JULE, MVEC, DMVC-fix and DMVC: exact pieces against brute force, learning against baselines."""
+import numpy as np
+import pytest
+import torch
+
+from mvcpaper.cluster import co_association_consensus, make_method
+from mvcpaper.cluster.jule import AffinityMerger, initial_clusters, knn_affinity, sample_triplets
+from mvcpaper.cluster.multiview import co_association
+from mvcpaper.data.synthetic import make_multiview_features
+from mvcpaper.experiments import l2_normalize
+from mvcpaper.metrics import nmi
+
+FAST = {"jule": {"epochs_per_period": 5}, "dmvc_jule": {"epochs_per_period": 5},
+        "idec": {"pretrain_steps": 300, "max_steps": 150, "hidden": (64, 64, 128)},
+        "dmvc_idec": {"pretrain_steps": 300, "max_steps": 150, "hidden": (64, 64, 128)},
+        "mvec": {"base": "jule", "base_params": {"epochs_per_period": 5}}}
+
+
+@pytest.fixture(scope="module")
+def mv():
+    views, y = make_multiview_features(n_per_class=30, seed=0)
+    return [l2_normalize(v) for v in views], y
+
+
+def _fit(name, X, k=6, seed=0, **kw):
+    return make_method(name, k, seed=seed, progress=False, **{**FAST.get(name, {}), **kw}).fit(X)
+
+
+# ----------------------------------------------------------------------------- JULE pieces
+def _agdl_affinity(W, labels):
+    """AGDL's cluster affinity computed from its definition (brute force)."""
+    W = W.toarray()
+    ids = np.unique(labels)
+    A = np.full((len(ids), len(ids)), -np.inf)
+    for i, a in enumerate(ids):
+        for j, b in enumerate(ids):
+            if a == b:
+                continue
+            ia, ib = np.flatnonzero(labels == a), np.flatnonzero(labels == b)
+            ab = W[np.ix_(ia, ib)].sum(0) @ W[np.ix_(ib, ia)].sum(1)
+            ba = W[np.ix_(ib, ia)].sum(0) @ W[np.ix_(ia, ib)].sum(1)
+            A[i, j] = ab / len(ia) ** 2 + ba / len(ib) ** 2
+    return A
+
+
+def test_incremental_affinity_matches_definition_after_merges():
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(60, 5))
+    W, idx = knn_affinity(Z, 6)
+    merger = AffinityMerger(W, initial_clusters(idx), k_c=3)
+    start = merger.n_clusters
+    merger.merge(start - 4)
+    assert merger.n_clusters == 4
+    ids = np.flatnonzero(merger.active)
+    brute = _agdl_affinity(W, merger.labels)
+    np.testing.assert_allclose(merger.A[np.ix_(ids, ids)], brute, rtol=1e-9)
+
+
+def test_knn_graph_and_initial_clusters():
+    Z = np.array([[0.0], [0.1], [0.3], [5.0], [5.2], [9.0], [9.05]])
+    W, idx = knn_affinity(Z, 2)
+    assert W.shape == (7, 7) and W.diagonal().sum() == 0 and idx.shape == (7, 2)
+    assert (W.data > 0).all() and (W.data <= 1).all()
+    lab = initial_clusters(idx)
+    assert lab[0] == lab[1] == lab[2] and lab[3] == lab[4] and lab[5] == lab[6] and len(set(lab)) == 3
+
+
+def test_triplets_respect_clusters():
+    labels = np.repeat(np.arange(4), 5)
+    rng = np.random.default_rng(0)
+    for nbrs in (None, [np.array([1]), np.array([0]), np.array([3]), np.array([2])]):
+        a, p, n = sample_triplets(labels, nbrs, 2, rng)
+        assert len(a) == 40 and (labels[a] == labels[p]).all() and (a != p).all() and (labels[a] != labels[n]).all()
+        if nbrs is not None:
+            assert all(labels[nn] in nbrs[labels[aa]] for aa, nn in zip(a, n))
+
+
+def test_co_association_by_hand():
+    S = co_association([[0, 0, 1, 1], [0, 1, 1, 1]])
+    np.testing.assert_allclose(S, [[1, .5, 0, 0], [.5, 1, .5, .5], [0, .5, 1, 1], [0, .5, 1, 1]])
+    assert nmi([0, 0, 1, 1], co_association_consensus([[0, 0, 1, 1], [0, 0, 1, 1], [0, 1, 1, 1]], 2)) == 1.0
+
+
+def test_jule_beats_kmeans_on_curved_clusters():
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(300, noise=0.05, random_state=0)
+    km = nmi(y, make_method("kmeans", 2).fit_predict(X))
+    jule = _fit("jule", X, k=2)
+    assert nmi(y, jule.labels_) > km + 0.3
+    assert jule.embedding_.shape == (300, 100)
+    np.testing.assert_allclose(np.linalg.norm(jule.transform(X), axis=1), 1, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- multi-view behaviour
+def test_every_method_beats_kmeans_on_the_noise_view(mv):
+    views, y = mv
+    noise = nmi(y, make_method("kmeans", 6).fit_predict(views[2]))
+    cc = np.concatenate(views, axis=1)
+    for name, X in [("jule", views[0]), ("idec", views[0]), ("jule", cc), ("idec", cc), ("dmvc_jule", views),
+                    ("dmvc_idec", views), ("mvec", views)]:
+        assert nmi(y, _fit(name, X).labels_) > noise + 0.4, name
+
+
+@pytest.mark.parametrize("single,multi", [("jule", "dmvc_jule"), ("idec", "dmvc_idec")])
+def test_multiview_methods_beat_every_single_view(mv, single, multi):
+    """Under the same framework (the paper's comparison), and above KMeans on any view.
+
+    MVEC is left out on purpose: here each informative view holds 3 groups but is cut
+    into 6 clusters, so its partitions split groups arbitrarily, and a co-association of
+    three such partitions (one of them noise) scored NMI .634 against .703 for JULE on
+    the best view (.724 without the noise view, .679 with three seeds per view). The
+    test above still requires it to beat KMeans on the noise view.
+    """
+    views, y = mv
+    best = max(max(nmi(y, make_method("kmeans", 6).fit_predict(v)), nmi(y, _fit(single, v).labels_)) for v in views)
+    assert nmi(y, _fit(multi, views).labels_) > best + 0.05
+
+
+def test_same_seed_same_labels(mv):
+    views, _ = mv
+    for name in ("jule", "dmvc_jule", "mvec"):
+        X = views if name != "jule" else views[0]
+        np.testing.assert_array_equal(_fit(name, X, seed=3).labels_, _fit(name, X, seed=3).labels_)
+
+
+def test_dmvc_idec_reconstructs_every_view(mv):
+    views, _ = mv
+    m = _fit("dmvc_idec", views)
+    assert len(m.model_.decoders) == 3 and m.transform(views).shape == (len(views[0]), 10)
+
+
+@pytest.mark.parametrize("name", ["jule", "dmvc_jule", "dmvc_idec", "mvec"])
+def test_bad_input_messages(name, mv):
+    views, _ = mv
+    multi = name != "jule"
+    with pytest.raises(ValueError, match="same number of rows"):
+        _fit(name, [views[0], views[1][:-3], views[2]])
+    with pytest.raises(ValueError, match="larger than the number of samples"):
+        _fit(name, [v[:5] for v in views] if multi else views[0][:5], k=6)
+    bad = [v.copy() for v in views]
+    bad[1][4, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        _fit(name, bad if multi else bad[1])
+    if multi:
+        with pytest.raises(ValueError, match="at least two views"):
+            _fit(name, views[0])
+
+
+# ----------------------------------------------------------------------------- DMVC (fine-tuned tails)
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet50"])
+def test_cnn_tail_reproduces_the_pooled_features(backbone):
+    """tail(cached map) must equal the frozen pooled features, so DMVC starts where DMVC-fix does."""
+    from mvcpaper.cluster.multiview import CNNTail, finetune_cut
+    from mvcpaper.data import load_dataset
+    from mvcpaper.features import extract_features
+
+    ds = load_dataset("synthetic", n_objects=2, n_poses=3, size=48)
+    opts = dict(weights="random", input_size=64, use_cache=False, progress=False)
+    torch.manual_seed(0)
+    pooled = extract_features(ds, backbone, **opts)
+    torch.manual_seed(0)
+    maps = extract_features(ds, backbone, layer=finetune_cut(backbone), pool=False, **opts)
+    torch.manual_seed(0)
+    tail = CNNTail(backbone, "random").eval()
+    with torch.no_grad():
+        out = tail(torch.as_tensor(maps)).numpy()
+    assert maps.ndim == 4
+    np.testing.assert_allclose(out, l2_normalize(pooled), atol=1e-5)
+
+
+def test_dmvc_finetunes_the_tails_and_clusters(tmp_path):
+    from mvcpaper.cluster.multiview import finetune_cut
+    from mvcpaper.data import load_dataset
+    from mvcpaper.features import extract_features
+
+    ds = load_dataset("synthetic", n_objects=5, n_poses=8, size=48)
+    bbs = ("efficientnet_lite0", "efficientnet_lite1")
+    maps = [extract_features(ds, b, layer=finetune_cut(b), pool=False, input_size=64, cache_dir=tmp_path,
+                             progress=False) for b in bbs]
+    m = make_method("dmvc", 5, progress=False, backbones=bbs, epochs_per_period=5)
+    before = [p.detach().clone() for p in m._tails()[0].parameters() if p.requires_grad]
+    m._tails_cache = None
+    m.fit(maps)
+    after = [p for p in m.net_.heads[0].parameters() if p.requires_grad]
+    assert len(before) == len(after) and any(not torch.equal(a, b) for a, b in zip(after, before))
+    assert nmi(ds.labels, m.labels_) > 0.5 and m.embedding_.shape == (40, 100)
+    with pytest.raises(ValueError, match="pool=False"):
+        make_method("dmvc", 5, backbones=bbs).fit([np.zeros((40, 8)), np.zeros((40, 8))])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_jule_and_idec_on_cuda(mv):
+    views, y = mv
+    for name in ("jule", "dmvc_jule", "dmvc_idec"):
+        m = make_method(name, 6, device="cuda", progress=False, **FAST[name]).fit(views if name != "jule" else views[0])
+        assert nmi(y, m.labels_) > 0.5
+
+
+# ----------------------------------------------------------------------------- caching and tables
+def test_fit_cached_reuses_a_fit(tmp_path, mv):
+    from mvcpaper.experiments import fit_cached
+
+    views, _ = mv
+    first = fit_cached(make_method("jule", 6, progress=False, epochs_per_period=2), views[0], {"x": 1}, tmp_path)
+    again = fit_cached(make_method("jule", 6, progress=False, epochs_per_period=2), views[0], {"x": 1}, tmp_path)
+    other = fit_cached(make_method("jule", 6, progress=False, epochs_per_period=3), views[0], {"x": 1}, tmp_path)
+    assert not first["cached"] and again["cached"] and not other["cached"]
+    np.testing.assert_array_equal(first["labels"], again["labels"])
+    np.testing.assert_allclose(first["embedding"], again["embedding"])
+
+
+def test_tables_put_the_paper_beside_the_reproduction():
+    from mvcpaper.tables import table2, table3
+
+    recs = [{"dataset": "umist", "views": r, "method": fw, "seed": s, "nmi": 0.5 + s / 10}
+            for r in ("efficientnet_lite0", "CC", "DMVC") for fw in ("jule", "idec") for s in (0, 1, 2)
+            if not (r == "DMVC" and fw == "idec")]
+    t2 = table2(recs)
+    assert t2.loc["CC", "umist JULE"] == "0.600 ± 0.082" and t2.loc["CC", "umist JULE (paper)"] == "0.855"
+    assert t2.loc["DMVC", "umist IDEC"] == "not run" and t2.loc["DMVC", "umist IDEC (paper)"] == "—"
+    assert t2.loc["efficientnet_lite0", "umist IDEC (paper)"] == "—"
+    t3 = table3([{"dataset": "coil100", "representation": "DMVC-fix", "stage": "DMVC-fix", "seed": 0, "nmi": .9}])
+    assert t3.loc["DMVC-fix", "coil100"] == "0.900" and t3.loc["DMVC-fix", "coil100 (paper)"] == "0.961"
