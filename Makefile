@@ -29,6 +29,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_extraction.py
 	$(BIN)/python benchmarks/bench_kmeans.py
+	$(BIN)/python benchmarks/bench_deep.py
 
 notebooks: setup
 	$(BIN)/python scripts/make_notebooks.py
