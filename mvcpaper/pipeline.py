@@ -92,7 +92,6 @@ def baselines_step(cfg: RunConfig, out_dir, progress: bool = True):
 # --------------------------------------------------------------------------- Tables 2 and 3
 #: framework -> (single-view method, DMVC-fix method); DMVC (fine-tuned) exists under JULE only
 FRAMEWORKS = {"jule": ("jule", "dmvc_jule"), "idec": ("idec", "dmvc_idec")}
-ROWS = ("CC", "MVEC", "DMVC-fix", "DMVC")
 
 
 def _feature_key(cfg: RunConfig, ds) -> dict:
@@ -131,8 +130,8 @@ def dmvc_maps(cfg: RunConfig, ds, progress: bool = True) -> list:
             for b in cfg.backbones]
 
 
-def _dmvc(cfg, ds, seed, k, key, progress):
-    return _fit(cfg, "dmvc", dmvc_maps(cfg, ds, progress), k, seed, {**key, "input": "DMVC"}, progress,
+def _dmvc(cfg, maps, seed, k, key):
+    return _fit(cfg, "dmvc", maps, k, seed, {**key, "input": "DMVC"}, progress=False,
                 backbones=tuple(cfg.backbones))
 
 
@@ -157,6 +156,7 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
         views = cfg.views(ds, progress=progress)
         k, y = ds.n_classes, ds.labels
         key = _feature_key(cfg, ds)
+        maps = dmvc_maps(cfg, ds, progress) if "jule" in cfg.frameworks and cfg.run_dmvc(ds) else None
         jobs = [(fw, s) for fw in cfg.frameworks for s in cfg.seeds]
         for fw, seed in tqdm(jobs, desc=f"Table 2 on {name}", disable=not progress):
             single, fixed = FRAMEWORKS[fw]
@@ -176,9 +176,8 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
             r = _fit(cfg, fixed, list(views.values()), k, seed, {**key, "input": "DMVC-fix"}, progress=False)
             records.append(_record(cfg, ds, "DMVC-fix", fw, seed, k, r, y))
             if fw == "jule":
-                if cfg.run_dmvc(ds):
-                    r = _dmvc(cfg, ds, seed, k, key, progress=False)
-                    records.append(_record(cfg, ds, "DMVC", fw, seed, k, r, y))
+                if maps is not None:
+                    records.append(_record(cfg, ds, "DMVC", fw, seed, k, _dmvc(cfg, maps, seed, k, key), y))
                 elif name not in skipped:
                     skipped.append(name)
     df = records_frame(records)
@@ -221,14 +220,15 @@ def representations_step(cfg: RunConfig, out_dir, progress: bool = True, fig_dat
         views = cfg.views(ds, progress=progress)
         k, y = ds.n_classes, ds.labels
         key = _feature_key(cfg, ds)
+        maps = dmvc_maps(cfg, ds, progress) if cfg.run_dmvc(ds) else None
         for seed in tqdm(cfg.seeds, desc=f"Table 3 on {name}", disable=not progress):
             reps = {(f"{view} (raw)", "InceptionV3"): views[view]}
             r = _fit(cfg, "jule", views[view], k, seed, {**key, "input": view}, progress=False)
             reps[(f"{view} + JULE", "InceptionV3+JULE")] = r["embedding"]
             r = _fit(cfg, "dmvc_jule", list(views.values()), k, seed, {**key, "input": "DMVC-fix"}, progress=False)
             reps[("DMVC-fix", "DMVC-fix")] = r["embedding"]
-            if cfg.run_dmvc(ds):
-                reps[("DMVC", "DMVC")] = _dmvc(cfg, ds, seed, k, key, progress=False)["embedding"]
+            if maps is not None:
+                reps[("DMVC", "DMVC")] = _dmvc(cfg, maps, seed, k, key)["embedding"]
             for (rep, stage), Z in reps.items():
                 pred = make_method("kmeans", n_clusters=k, seed=seed).fit_predict(Z)
                 records.append({"dataset": name, "representation": rep, "stage": stage, "seed": int(seed),

@@ -170,7 +170,7 @@ def test_cnn_tail_reproduces_the_pooled_features(backbone):
 
 
 def test_dmvc_finetunes_the_tails_and_clusters(tmp_path):
-    from mvcpaper.cluster.multiview import finetune_cut
+    from mvcpaper.cluster.multiview import CNNTail, finetune_cut
     from mvcpaper.data import load_dataset
     from mvcpaper.features import extract_features
 
@@ -179,8 +179,7 @@ def test_dmvc_finetunes_the_tails_and_clusters(tmp_path):
     maps = [extract_features(ds, b, layer=finetune_cut(b), pool=False, input_size=64, cache_dir=tmp_path,
                              progress=False) for b in bbs]
     m = make_method("dmvc", 5, progress=False, backbones=bbs, epochs_per_period=5)
-    before = [p.detach().clone() for p in m._tails()[0].parameters() if p.requires_grad]
-    m._tails_cache = None
+    before = [p.detach().clone() for p in CNNTail(bbs[0]).parameters() if p.requires_grad]
     m.fit(maps)
     after = [p for p in m.net_.heads[0].parameters() if p.requires_grad]
     assert len(before) == len(after) and any(not torch.equal(a, b) for a, b in zip(after, before))

@@ -177,7 +177,7 @@ class IDEC(ClusterBase):
 
         opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
         self.model_.train()
-        for _ in tqdm(range(self._epochs(self.pretrain_epochs, self.pretrain_steps, len(X[0]))), desc=f"{type(self).__name__} pretrain", leave=False,
+        for _ in tqdm(range(self.pretrain_epochs_), desc=f"{type(self).__name__} pretrain", leave=False,
                       disable=not self.progress):
             for idx in _batches(len(X[0]), self.batch_size, gen):
                 xs = [x[idx] for x in X]
@@ -204,10 +204,10 @@ class IDEC(ClusterBase):
         Xt = [torch.as_tensor(x, device=dev) for x in inputs]
         n = len(inputs[0])
         self.model_ = self._build_autoencoder([x.shape[1] for x in inputs]).to(dev)
+        self.pretrain_epochs_ = self._epochs(self.pretrain_epochs, self.pretrain_steps, n)
         t0 = time.perf_counter()
         self._pretrain(Xt, gen)
         self.pretrain_seconds_ = time.perf_counter() - t0
-        self.pretrain_epochs_ = self._epochs(self.pretrain_epochs, self.pretrain_steps, n)
 
         z = self._embed(Xt).cpu().numpy()
         km = KMeans(self.n_clusters, n_init=self.n_init, random_state=self.random_state).fit(z)

@@ -18,8 +18,9 @@ Joint Unsupervised LEarning alternates two steps until ``n_clusters`` remain:
 2. **Representation learning** (backward pass): after each period a network is trained
    for ``epochs_per_period`` epochs with a weighted triplet loss on its L2-normalised
    output, ``max(0, pos_weight * |a - p|^2 - |a - n|^2 + margin)``, anchor and positive
-   from one cluster, negatives from the ``k_c`` most affine clusters of the anchor's
-   cluster. The graph and affinities are then recomputed on the new representation
+   from one cluster, negatives from any other cluster (``negatives="random"``, default)
+   or from the ``k_c`` most affine clusters of the anchor's cluster (``"neighbours"``,
+   JULE's paper). The graph and affinities are then recomputed on the new representation
    (the clusters are kept) and merging continues.
 
 With ``recluster=True`` (JULE-RC in the paper) the final representation is clustered
@@ -34,6 +35,7 @@ additive in ``b``; a merge updates one row and one column in ``O(n + c)``. Memor
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -41,7 +43,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._utils import resolve_device
-from ._base import ClusterBase
+from ._base import ClusterBase, check_n_clusters
 
 __all__ = ["JULE", "knn_affinity", "initial_clusters", "AffinityMerger", "MLPEmbedding", "triplet_loss"]
 
@@ -140,8 +142,6 @@ class AffinityMerger:
     def neighbours(self, k: int) -> list[np.ndarray]:
         """For each active cluster (in label order of :meth:`compact_labels`), its ``k`` most affine ones."""
         ids = np.flatnonzero(self.active)
-        pos = np.full(len(self.active), -1)
-        pos[ids] = np.arange(len(ids))
         out = []
         for i in ids:
             row = self.A[i, ids]
@@ -167,7 +167,7 @@ class AffinityMerger:
             a, b = self._fallback_pair()
         else:
             a, b = i, int(self.partner[i])
-        # keep the bigger index set under ``a``
+        # clusters whose best partner or top-k_c may change: every neighbour of a or b
         touched = set(np.flatnonzero(self.A[:, a] > 0)) | set(np.flatnonzero(self.A[:, b] > 0))
         self.M1[a] += self.M1[b]
         self.M2[:, a] += self.M2[:, b]
@@ -193,7 +193,6 @@ class AffinityMerger:
         for t in touched:
             if self.active[t]:
                 self._rescore(int(t))
-        # rows whose partner was b or a must be rescored too (covered: they had A[., a|b] > 0)
 
     def merge(self, steps: int):
         for _ in range(int(steps)):
@@ -241,12 +240,11 @@ def sample_triplets(labels: np.ndarray, neighbours: list[np.ndarray] | None, n_n
     lab = labels[anchors]
     # a positive: a random other member of the same cluster
     off = rng.integers(0, counts[lab] - 1)
-    members = order
     # rank of the anchor in its cluster's member list
     rank = np.empty(len(labels), dtype=np.int64)
     rank[order] = np.arange(len(labels)) - starts[labels[order]]
     pos_rank = off + (off >= rank[anchors])
-    pos = members[starts[lab] + pos_rank]
+    pos = order[starts[lab] + pos_rank]
     a_out, p_out, n_out = [], [], []
     for _ in range(n_neg):
         if neighbours is None:
@@ -266,7 +264,7 @@ def sample_triplets(labels: np.ndarray, neighbours: list[np.ndarray] | None, n_n
             if len(nb) == 0:
                 nb = np.setdiff1d(np.arange(c), [cl])
             neg_cluster[sel] = nb[rng.integers(0, len(nb), len(sel))]
-        neg = members[starts[neg_cluster] + rng.integers(0, counts[neg_cluster])]
+        neg = order[starts[neg_cluster] + rng.integers(0, counts[neg_cluster])]
         a_out.append(anchors), p_out.append(pos), n_out.append(neg)
     return np.concatenate(a_out), np.concatenate(p_out), np.concatenate(n_out)
 
@@ -389,24 +387,13 @@ class JULE(ClusterBase):
                 bar.update(1)
         return total / max(count, 1)
 
-    def _merge_to(self, Z, labels, target) -> AffinityMerger:
-        W, _ = knn_affinity(Z, self.k_s)
-        merger = AffinityMerger(W, labels, self.k_c, self.lam)
-        merger.merge(max(merger.n_clusters - target, 0))
-        return merger
-
     def fit(self, X, y=None):
-        import time
-
         from tqdm.auto import tqdm
 
         if self.negatives not in ("random", "neighbours"):
             raise ValueError(f"negatives must be 'random' or 'neighbours', got {self.negatives!r}")
         inputs = self._inputs(X)
-        n = len(inputs[0])
-        from ._base import check_n_clusters
-
-        k = check_n_clusters(self.n_clusters, n)
+        k = check_n_clusters(self.n_clusters, len(inputs[0]))
         dev = resolve_device(self.device)
         torch.manual_seed(int(self.random_state))
         rng = np.random.default_rng(int(self.random_state))
@@ -445,9 +432,7 @@ class JULE(ClusterBase):
                                   "seconds": round(t2 - t0, 3)})
             bar.set_postfix(clusters=merger.n_clusters, loss=f"{loss:.3f}")
         bar.close()
-        if not plan:  # already at (or below) k clusters after initialisation
-            labels = merger.compact_labels()
-        if self.recluster and plan:
+        if self.recluster and plan:  # (no plan: the initial clusters are already at most k)
             W, nn_idx = knn_affinity(Z, self.k_s)
             final = AffinityMerger(W, initial_clusters(nn_idx), self.k_c, self.lam)
             final.merge(max(final.n_clusters - k, 0))

@@ -195,9 +195,8 @@ class MVEC(ClusterBase):
         params = dict(self.base_params or {})
         self.partitions_ = []
         for v in views:
-            est = make_method(self.base, self.n_clusters, seed=self.random_state, device=self.device, **params)
-            if "progress" in est.get_params():
-                est.set_params(progress=self.progress)
+            est = make_method(self.base, self.n_clusters, seed=self.random_state, device=self.device,
+                              progress=self.progress, **params)
             self.partitions_.append(est.fit_predict(v))
         self.labels_ = co_association_consensus(self.partitions_, self.n_clusters)
         return self
@@ -291,11 +290,13 @@ class DMVC(DMVCJULE):
                  k_s: int = 20, k_c: int = 5, eta: float = 0.9, lam: float = 1.0, embed_dim: int = 100,
                  hidden=(), epochs_per_period: int = 20, batch_size: int = 1024, lr: float = 1e-3,
                  weight_decay: float = 1e-4, margin: float = 0.2, pos_weight: float = 2.0, n_neg: int = 2,
-                 recluster: bool = True, device: str = "auto", random_state: int = 0, progress: bool = True):
+                 negatives: str = "random", recluster: bool = True, device: str = "auto", random_state: int = 0,
+                 progress: bool = True):
         super().__init__(n_clusters=n_clusters, k_s=k_s, k_c=k_c, eta=eta, lam=lam, embed_dim=embed_dim,
                          hidden=hidden, epochs_per_period=epochs_per_period, batch_size=batch_size, lr=lr,
                          weight_decay=weight_decay, margin=margin, pos_weight=pos_weight, n_neg=n_neg,
-                         recluster=recluster, device=device, random_state=random_state, progress=progress)
+                         negatives=negatives, recluster=recluster, device=device, random_state=random_state,
+                         progress=progress)
         self.backbones = backbones
         self.weights = weights
         self.finetune_lr = finetune_lr
@@ -318,33 +319,24 @@ class DMVC(DMVCJULE):
         check_n_clusters(self.n_clusters, maps[0].shape[0])
         return maps
 
-    def _tails(self):
-        if getattr(self, "_tails_cache", None) is None:
-            self._tails_cache = [CNNTail(b, self.weights) for b in self.backbones]
-        return self._tails_cache
-
     @torch.no_grad()
     def _initial_representation(self, inputs):
         from ..experiments import l2_normalize
 
+        self.tails_ = [CNNTail(b, self.weights) for b in self.backbones]  # fresh pretrained tails, inputs checked
         feats = []
-        for tail, m in zip(self._tails(), inputs):
+        for tail, m in zip(self.tails_, inputs):
             tail.eval()
             feats.append(torch.cat([tail(torch.as_tensor(m[s:s + 256])) for s in range(0, len(m), 256)]).numpy())
         self.frozen_features_ = feats
         return l2_normalize(np.concatenate(feats, axis=1))
 
     def _build_network(self, inputs):
-        tails = self._tails()
         dims = [f.shape[1] for f in self.frozen_features_]
-        return MVNet(dims, branch=self.branch, shared=(self.embed_dim,), normalize=True, heads=tails)
+        return MVNet(dims, branch=self.branch, shared=(self.embed_dim,), normalize=True, heads=self.tails_)
 
     def _param_groups(self):
         tail_params = [p for p in self.net_.heads.parameters() if p.requires_grad]
         ids = {id(p) for p in tail_params}
         rest = [p for p in self.net_.parameters() if id(p) not in ids and p.requires_grad]
         return [{"params": rest, "lr": self.lr}, {"params": tail_params, "lr": self.finetune_lr}]
-
-    def fit(self, X, y=None):
-        self._tails_cache = None
-        return super().fit(X, y)
