@@ -64,10 +64,6 @@ def save_table(df: pd.DataFrame, name: str, out_dir, note: str = "") -> dict[str
     return paths
 
 
-#: Table 2/3 row labels -> the key of the paper's row in :mod:`mvcpaper.paper`
-PAPER_ROW = {"CC": "CC", "MVEC": "MVEC", "DMVC-fix": "DMVC-fix", "DMVC": "DMVC"}
-
-
 def _paper_cell(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -91,7 +87,7 @@ def table2(records, datasets=None, frameworks=("jule", "idec")) -> pd.DataFrame:
             cells = sub.groupby("views", sort=False)["nmi"].apply(fmt_mean_std)
             col = f"{ds} {fw.upper()}"
             out[col] = [cells.get(r, "not run") for r in rows]
-            out[f"{col} (paper)"] = [_paper_cell(TABLE2.get(PAPER_ROW.get(r, r), {}).get(ds, {}).get(fw.upper()))
+            out[f"{col} (paper)"] = [_paper_cell(TABLE2.get(r, {}).get(ds, {}).get(fw.upper()))
                                      for r in rows]
     t = pd.DataFrame(out, index=rows)
     t.index.name = "row (NMI)"
