@@ -5,6 +5,8 @@ Compared, on the same N images of a real data set (EfficientNet-Lite0 by default
   pipeline  mvcpaper.features.extract_features, eager (channels_last), at each of --batch-sizes,
             with 0 and 1 DataLoader workers (0: decoding in the main process)
   compiled  the same with torch.compile (compilation time reported apart)
+  onnxruntime  the pipeline with engine="onnxruntime" (the CPU default when installed; the
+            one-off ONNX export is reported apart), and its largest deviation from torch
   forward   the bare batched forward pass on pre-decoded tensors (channels_last, eager):
             an upper bound for an eager pipeline; decoding and resizing cost the rest
   bf16      bare forward under CPU bf16 autocast (with --bf16; plus its effect on NMI)
@@ -18,6 +20,7 @@ import argparse
 import contextlib
 import os
 import platform
+import tempfile
 import time
 
 import numpy as np
@@ -25,7 +28,7 @@ import torch
 
 from mvcpaper.data import load_dataset
 from mvcpaper.features import build_model, extract_features, get_backbone, image_transform
-from mvcpaper.features.extract import FeatureExtractor
+from mvcpaper.features.extract import FeatureExtractor, onnxruntime_available
 
 
 def main():
@@ -61,17 +64,35 @@ def main():
     for bs in a.batch_sizes:
         for nw in (0, 1):
             t = time.perf_counter()
-            extract_features(ds, spec, compile=False, use_cache=False, progress=False, batch_size=bs, num_workers=nw)
+            extract_features(ds, spec, compile=False, use_cache=False, progress=False, batch_size=bs, num_workers=nw,
+                             engine="torch")
             res[f"pipeline (eager, batch {bs}, {nw} loader workers)"] = len(ds) / (time.perf_counter() - t)
 
     bs = a.batch_sizes[0]
     t = time.perf_counter()
-    extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=bs)
+    extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=bs, engine="torch")
     first = time.perf_counter() - t
     t = time.perf_counter()
-    extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=bs)
+    ref = extract_features(ds, spec, compile=True, use_cache=False, progress=False, batch_size=bs, engine="torch")
     res[f"pipeline (torch.compile, batch {bs}, steady)"] = len(ds) / (time.perf_counter() - t)
     res[f"pipeline (torch.compile, batch {bs}, incl. compile)"] = len(ds) / first
+
+    ort_dev = None
+    if onnxruntime_available():
+        with tempfile.TemporaryDirectory() as tmp:  # an empty ONNX cache: the first call exports
+            t = time.perf_counter()
+            extract_features(ds, spec, use_cache=False, progress=False, batch_size=bs, engine="onnxruntime",
+                             cache_dir=tmp)
+            first = time.perf_counter() - t
+            for nw in (0, 1):
+                t = time.perf_counter()
+                f = extract_features(ds, spec, use_cache=False, progress=False, batch_size=bs, num_workers=nw,
+                                     engine="onnxruntime", cache_dir=tmp)
+                res[f"pipeline (onnxruntime, batch {bs}, {nw} loader workers)"] = len(ds) / (time.perf_counter() - t)
+            res[f"pipeline (onnxruntime, batch {bs}, incl. export)"] = len(ds) / first
+            ort_dev = float(np.abs(f - ref).max())
+    else:
+        print("# onnxruntime not installed: its rows are left out")
 
     x = torch.stack([tf(ds.load_image(i)) for i in range(min(len(ds), 256))])
     xcl = x.contiguous(memory_format=torch.channels_last)
@@ -95,6 +116,8 @@ def main():
     print("| method | images/s | x naive |\n|---|---:|---:|")
     for k, v in res.items():
         print(f"| {k} | {v:.1f} | {v / base:.2f} |")
+    if ort_dev is not None:
+        print(f"\nonnxruntime vs torch features: largest absolute difference {ort_dev:.2e}")
 
     if a.bf16:
         from mvcpaper.cluster import make_method

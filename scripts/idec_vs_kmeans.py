@@ -2,7 +2,7 @@
 
 Usage::
 
-    MVCPAPER_DATA=../shared/data python scripts/idec_vs_kmeans.py --dataset umist [--pretrain-steps 300 --max-steps 200]
+    MVCPAPER_DATA=../shared/data python scripts/idec_vs_kmeans.py --dataset umist [--pretrain-steps 300 --max-steps 200] [--set embed_dim=32]
 
 Without the step options IDEC runs with its full defaults (200 pretraining epochs).
 Prints, per view: IDEC NMI mean ± std, the autoencoder + KMeans start, KMeans on the
@@ -11,6 +11,7 @@ raw view, and seconds per fit.
 from __future__ import annotations
 
 import argparse
+import ast
 import time
 
 import numpy as np
@@ -27,10 +28,15 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--pretrain-steps", type=int, default=None)
     ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="other IDEC parameters, e.g. embed_dim=32 gamma=0.01 (values read as Python literals)")
     args = ap.parse_args()
     cfg = resolve("offline", datasets=[args.dataset], backbones=args.views)
     ds = cfg.load(args.dataset)
     kw = {"pretrain_steps": args.pretrain_steps, "max_steps": args.max_steps}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        kw[name] = ast.literal_eval(value)
     for v, X in cfg.views(ds).items():
         res = []
         for s in args.seeds:

@@ -230,11 +230,46 @@ def test_compiled_path_pads_last_batch(synthetic, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     eager = extract_features(synthetic, "efficientnet_lite0", input_size=64, batch_size=7, compile=False,
-                             progress=False, use_cache=False)
+                             progress=False, use_cache=False, engine="torch")
     comp = extract_features(synthetic, "efficientnet_lite0", input_size=64, batch_size=7, compile=True,
-                            progress=False, use_cache=False)
+                            progress=False, use_cache=False, engine="torch")
     assert len(set(shapes)) == 1 and shapes[0][0] == 7 and len(shapes) == -(-len(synthetic) // 7)
     np.testing.assert_allclose(eager, comp, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer,pool", [("pool", True), ("blocks.5", False)])
+def test_onnxruntime_engine_matches_torch(synthetic, tmp_path, monkeypatch, layer, pool):
+    """ONNX Runtime gives torch's features (pooled and whole maps); the graph is exported once."""
+    pytest.importorskip("onnxruntime")
+    kw = dict(layer=layer, pool=pool, input_size=64, batch_size=5, progress=False, use_cache=False,
+              cache_dir=tmp_path)
+    ref = extract_features(synthetic, "efficientnet_lite0", engine="torch", compile=False, **kw)
+    ort = extract_features(synthetic, "efficientnet_lite0", engine="onnxruntime", **kw)
+    assert ort.shape == ref.shape and ort.dtype == np.float32
+    np.testing.assert_allclose(ort, ref, rtol=1e-4, atol=1e-4)
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    calls = []
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: calls.append(a))
+    again = extract_features(synthetic, "efficientnet_lite0", engine="onnxruntime", **kw)
+    assert calls == [] and np.array_equal(again, ort)  # read from the ONNX cache, not exported again
+
+
+def test_engine_errors_and_export_fallback(synthetic, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="engine"):
+        extract_features(synthetic, "efficientnet_lite0", engine="tensorrt", progress=False, use_cache=False)
+    with pytest.raises(ValueError, match="onnxruntime.*CPU"):
+        extract_features(synthetic, "efficientnet_lite0", engine="onnxruntime", precision="bf16",
+                         progress=False, use_cache=False)
+
+    def broken(*a, **k):
+        raise RuntimeError("unsupported operator")
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.warns(UserWarning, match="ONNX export.*failed"):
+        X = extract_features(synthetic, "efficientnet_lite0", input_size=64, progress=False, use_cache=False,
+                             cache_dir=tmp_path, engine="onnxruntime")
+    assert X.shape == (len(synthetic), 1280) and np.isfinite(X).all()
 
 
 def test_bad_precision_and_device():
