@@ -12,12 +12,13 @@ papermill parameter overrides the preset's choice.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ._utils import UnknownNameError
+from .deepcluster_study import DeepClusterSettings
 from .data import DATASETS, DatasetNotFoundError, _find_folder, data_root, load_dataset
 from .experiments import l2_normalize
 from .features import OFFLINE_BACKBONES, PAPER_BACKBONES, available_backbones, extract_features, get_backbone
@@ -47,6 +48,8 @@ class RunConfig:
     method_params: dict = field(default_factory=dict)
     #: DMVC fine-tunes CNN layers: on the CPU only for data sets up to this many images
     dmvc_max_images_cpu: int = 2000
+    #: notebook 06 (DeepCluster's study)
+    deepcluster: DeepClusterSettings = field(default_factory=DeepClusterSettings)
 
     def run_dmvc(self, dataset) -> bool:
         from ._utils import resolve_device
@@ -90,14 +93,20 @@ _SMOKE = {"idec": {"pretrain_steps": 200, "max_steps": 100}, "dmvc_idec": {"pret
           "jule": {"epochs_per_period": 2}, "dmvc_jule": {"epochs_per_period": 2},
           "dmvc": {"epochs_per_period": 2}}
 
+#: DeepCluster on the CPU: AlexNet at 64 px on every 2nd image of each class (3600 of COIL-100),
+#: k = 300 (3x the classes), 8 epochs, 3 seeds, plus a k sweep: about 30 min here
+_DC_CPU = DeepClusterSettings(max_images=3600, k=300, epochs=8, k_values=[100, 300, 1000])
+_DC_SMOKE = DeepClusterSettings(dataset="synthetic", k=12, epochs=2, fc_dim=256, batch_size=32, lr=0.02,
+                                seeds=[0, 1], k_values=[6, 12], k_epochs=1)
+
 PRESETS = {
     "smoke": dict(datasets=["synthetic"], backbones=list(OFFLINE_BACKBONES), seeds=[0, 1],
-                  methods=["kmeans", "agglomerative"], input_size=64, method_params=_SMOKE,
+                  methods=["kmeans", "agglomerative"], input_size=64, method_params=_SMOKE, deepcluster=_DC_SMOKE,
                   dataset_options={"synthetic": {"n_objects": 6, "n_poses": 10, "size": 48, "seed": 0}}),
     "offline": dict(datasets=None, backbones=list(OFFLINE_BACKBONES), seeds=[0, 1, 2],
-                    methods=["kmeans", "agglomerative"], method_params=_BOUNDED),
+                    methods=["kmeans", "agglomerative"], method_params=_BOUNDED, deepcluster=_DC_CPU),
     "paper": dict(datasets=None, backbones=list(PAPER_BACKBONES), seeds=[0, 1, 2],
-                  methods=["kmeans", "agglomerative"], method_params={}),
+                  methods=["kmeans", "agglomerative"], method_params={}, deepcluster=_DC_CPU),
 }
 PRESET_NAMES = ("smoke", "offline", "paper", "auto")
 
@@ -162,4 +171,5 @@ def resolve(preset: str = "auto", datasets=None, backbones=None, seeds=None, met
                      dataset_options=dict(base.get("dataset_options", {})),
                      input_size=input_size or base.get("input_size"), device=device,
                      method_params=dict(base.get("method_params", {})),
+                     deepcluster=replace(base.get("deepcluster", DeepClusterSettings())),
                      cache_dir=str(cache_dir) if cache_dir else None, notes=notes)

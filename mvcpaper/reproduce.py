@@ -9,7 +9,7 @@ from pathlib import Path
 __all__ = ["NOTEBOOKS", "notebooks_dir", "kernel_name", "reproduce"]
 
 #: the notebooks `reproduce` runs, in order (later issues append theirs)
-NOTEBOOKS = ["01_datasets", "02_features", "03_baselines", "04_multiview", "05_representations"]
+NOTEBOOKS = ["01_datasets", "02_features", "03_baselines", "04_multiview", "05_representations", "06_deepcluster"]
 
 
 def notebooks_dir() -> Path:

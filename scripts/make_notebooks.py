@@ -66,6 +66,31 @@ NOTEBOOKS = {
         ("code", "records, t3, fig5 = pipeline.representations_step(cfg, out)\ndisplay(Markdown('**Table 3**'), t3)"),
         ("code", "plt.show()"),
     ],
+    "06_deepcluster": [
+        ("md", "# 06 · DeepCluster at small scale\nDeepCluster (Caron et al. 2018) trains a convnet from scratch by "
+               "alternating k-means (or PIC) on its features and training it to predict the clusters. (a) NMI of "
+               "the clusters with the true classes per epoch; (b) NMI between consecutive epochs' assignments; "
+               "(c) final quality against k; then the trained network against its own random initialisation: "
+               "KMeans NMI and linear probes per conv layer, nearest neighbours, top-activating images."),
+        ("params", PARAMS + '''
+# DeepCluster (None: the preset's choice, see mvcpaper.presets)
+dc_dataset = None       # e.g. "coil100"
+arch = None             # alexnet | vgg16
+k = None                # pseudo-classes (None: 10 x the classes)
+epochs = None
+input_size = None       # 64-128 px train on a CPU
+sobel = None            # True | False
+clusterer = None        # kmeans | pic'''),
+        ("code", RESOLVE + "\nfrom mvcpaper.deepcluster_study import deepcluster_step"),
+        ("code", "res, figs = deepcluster_step(cfg, out, dataset=dc_dataset, arch=arch, k=k, epochs=epochs,\n"
+                 "                             input_size=input_size, sobel=sobel, clusterer=clusterer)\n"
+                 "print(res['setting'])\nfigs['history']"),
+        ("code", "figs['k']"),
+        ("code", "display(Markdown('**Per conv layer: trained vs random network**'), res['layer_table'])\nfigs['layers']"),
+        ("code", "figs['neighbours']"),
+        ("code", "figs['filters']"),
+        ("code", "display(res['history'].round(3))"),
+    ],
 }
 
 

@@ -53,3 +53,12 @@ def test_reproduce_smoke_runs_every_notebook(tmp_path, capsys):
     assert set(rec2["seed"]) == {0, 1} and rec2["nmi"].between(0, 1).all()
     t3 = pd.read_csv(tmp_path / "tables" / "table3.csv", index_col=0)
     assert len(t3) == 4 and (t3["synthetic"] != "not run").all()
+    # notebook 06: DeepCluster's per-epoch log, layer study, k sweep and figures
+    hist = pd.read_csv(tmp_path / "tables" / "deepcluster_history.csv")
+    assert set(hist["seed"]) == {0, 1} and hist["nmi_true"].between(0, 1).all()
+    assert hist.groupby("seed")["nmi_prev"].apply(lambda s: s.iloc[1:].notna().all()).all()
+    layers = pd.read_csv(tmp_path / "tables" / "deepcluster_layers_records.csv")
+    assert set(layers["network"]) == {"trained", "random"} and layers["probe_test_acc"].between(0, 1).all()
+    assert len(pd.read_csv(tmp_path / "tables" / "deepcluster_k.csv")) == 2
+    for fig in ("dc_history.png", "dc_k.png", "dc_layers.png", "dc_neighbours.png", "dc_filters.png"):
+        assert (tmp_path / "figures" / fig).stat().st_size > 10_000

@@ -1,0 +1,174 @@
+"""DeepCluster: sampler, empty clusters, Sobel, PIC, crops, learning, resume, bad input."""
+import numpy as np
+import pytest
+import torch
+
+from mvcpaper.cluster.deepcluster import (
+    DeepCluster,
+    DeepClusterNet,
+    SobelFilter,
+    kmeans_pseudolabels,
+    layer_study,
+    load_image_tensor,
+    nearest_neighbours,
+    pca_whiten,
+    pic_cluster,
+    random_resized_crop,
+    top_activating,
+    uniform_label_sampler,
+)
+from mvcpaper.data import load_dataset
+from mvcpaper.metrics import nmi
+
+
+def test_sampler_is_uniform_over_pseudolabels_and_covers_every_cluster():
+    rng = np.random.default_rng(0)
+    # very unbalanced: one cluster of 900, others of 1..50, and ids with gaps (empty clusters)
+    sizes = [900, 50, 20, 5, 1, 1, 3]
+    labels = np.concatenate([np.full(s, 2 * c) for c, s in enumerate(sizes)])
+    rng.shuffle(labels)
+    idx = uniform_label_sampler(labels, len(labels), rng)
+    assert len(idx) == len(labels)
+    counts = np.bincount(labels[idx], minlength=labels.max() + 1)
+    nonempty = np.unique(labels)
+    assert set(np.flatnonzero(counts)) == set(nonempty)  # every non-empty cluster, nothing else
+    per = counts[nonempty]
+    assert per.max() - per.min() <= 1 and per.sum() == len(labels)
+    # a big cluster is drawn without replacement when it has enough members
+    big = idx[labels[idx] == 0]
+    assert len(np.unique(big)) == len(big)
+
+
+def test_kmeans_never_leaves_a_cluster_empty():
+    rng = np.random.default_rng(0)
+    # 60 points but only 6 distinct positions: Lloyd alone cannot fill 15 clusters
+    X = torch.as_tensor(np.repeat(rng.normal(size=(6, 4)), 10, axis=0), dtype=torch.float32)
+    labels, _ = kmeans_pseudolabels(X, 15, n_iter=20, seed=0)
+    assert np.bincount(labels, minlength=15).min() >= 1
+    # and on ordinary data with k close to n
+    Y = torch.as_tensor(rng.normal(size=(40, 3)), dtype=torch.float32)
+    labels, inertia = kmeans_pseudolabels(Y, 35, n_iter=20, seed=1)
+    assert np.bincount(labels, minlength=35).min() >= 1 and np.isfinite(inertia)
+
+
+def test_sobel_on_a_vertical_edge():
+    x = torch.zeros(1, 3, 6, 8)
+    x[..., 4:] = 1.0  # left half black, right half white, every channel
+    out = SobelFilter()(x)
+    assert out.shape == (1, 2, 6, 8)
+    inner = out[0, :, 1:-1]  # rows away from the zero padding
+    # cross-correlation with [[1,0,-1],[2,0,-2],[1,0,-1]]: 4 * (x[j-1] - x[j+1])
+    expected_gx = torch.tensor([0, 0, 0, -4.0, -4.0, 0, 0, 4.0])  # last column: padding beyond the white
+    assert torch.allclose(inner[0], expected_gx.expand(4, 8))
+    assert torch.allclose(inner[1], torch.zeros(4, 8))  # no horizontal edge
+
+
+def test_pic_recovers_separated_groups():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16)) * 5
+    X = np.concatenate([c + rng.normal(size=(40, 16)) * 0.3 for c in centres])
+    y = np.repeat(np.arange(4), 40)
+    labels = pic_cluster(pca_whiten(torch.as_tensor(X), 8).numpy())
+    for c in np.unique(labels):  # every PIC cluster lies inside one group
+        assert len(np.unique(y[labels == c])) == 1
+    assert np.bincount(labels).min() >= 2  # singletons were distributed
+    assert nmi(y, labels) > 0.6
+
+
+def test_pca_whiten_is_white_and_normalised():
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(rng.normal(size=(500, 20)) * np.arange(1, 21), dtype=torch.float32)
+    Z = pca_whiten(X, 5)
+    assert Z.shape == (500, 5)
+    assert torch.allclose(Z.norm(dim=1), torch.ones(500), atol=1e-5)
+
+
+def test_random_resized_crop_identity_and_shapes():
+    x = torch.rand(4, 3, 16, 16)
+    gen = torch.Generator().manual_seed(0)
+    same = random_resized_crop(x, gen, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+    assert torch.allclose(same, x, atol=1e-5)
+    out = random_resized_crop(x, gen)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("arch,size", [("alexnet", 64), ("vgg16", 32)])
+def test_network_shapes(arch, size):
+    net = DeepClusterNet(arch, size, sobel=True, fc_dim=64, n_outputs=7)
+    x = torch.randint(0, 255, (2, 3, size, size), dtype=torch.uint8)
+    assert net(x).shape == (2, 7) and net.embed(x).shape == (2, 64)
+    convs = net.conv_outputs(x)
+    assert len(convs) == (5 if arch == "alexnet" else 13)
+    net.reset_top_layer(11)
+    assert net(x).shape == (2, 11)
+
+
+def test_bad_inputs_have_clear_messages(tmp_path):
+    with pytest.raises(ValueError, match="too small"):
+        DeepClusterNet("alexnet", 32)
+    with pytest.raises(KeyError, match="alexnet"):
+        DeepClusterNet("resnet", 64)
+    with pytest.raises(ValueError, match="images"):
+        DeepCluster(n_clusters=2).fit(np.zeros((10, 5)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        DeepCluster(n_clusters=2, progress=False).fit(np.full((4, 3, 64, 64), 2.0, np.float32))
+    with pytest.raises(ValueError, match="larger than the number of samples"):
+        DeepCluster(n_clusters=9, progress=False).fit(np.zeros((4, 64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="clusterer"):
+        DeepCluster(n_clusters=2, clusterer="dbscan").fit(np.zeros((4, 64, 64, 3), np.uint8))
+
+
+@pytest.fixture(scope="module")
+def images():
+    ds = load_dataset("synthetic", n_objects=6, n_poses=12, size=64, seed=0)
+    return load_image_tensor(ds, 64, progress=False), ds.labels
+
+
+SMALL = dict(arch="alexnet", input_size=64, fc_dim=256, pca_dim=32, batch_size=32, lr=0.02, progress=False)
+
+
+def test_training_raises_nmi_over_the_random_network():
+    """A short run on the synthetic set: the final clusters match the classes better than the
+    clusters of the random network (epoch 0's, made before any training)."""
+    ds = load_dataset("synthetic", n_objects=6, n_poses=20, size=64, seed=0)
+    X, y = load_image_tensor(ds, 64, progress=False), ds.labels
+    gains = []
+    for seed in (0, 1):
+        dc = DeepCluster(n_clusters=18, epochs=6, reassign=4, random_state=seed, **SMALL).fit(X, y)
+        assert len(dc.history_) == 6 and np.isfinite([h["loss"] for h in dc.history_]).all()
+        assert dc.labels_.shape == (len(y),) and len(np.unique(dc.labels_)) == 18
+        assert dc.history_[-1]["loss"] < dc.history_[0]["loss"]
+        gains.append(nmi(y, dc.labels_) - dc.history_[0]["nmi_true"])
+    assert min(gains) > 0 and np.mean(gains) > 0.05, gains
+
+
+def test_resume_gives_the_same_epochs_as_an_uninterrupted_run(images, tmp_path):
+    X, y = images
+    X = X[::2]
+    y = y[::2]
+    kw = dict(n_clusters=8, random_state=3, **SMALL)
+    full = DeepCluster(epochs=3, **kw).fit(X, y)
+    DeepCluster(epochs=2, checkpoint_dir=tmp_path, **kw).fit(X, y)  # "interrupted" after 2 epochs
+    resumed = DeepCluster(epochs=3, checkpoint_dir=tmp_path, **kw).fit(X, y)
+    assert [h["epoch"] for h in resumed.history_] == [0, 1, 2]
+    for a, b in zip(full.history_, resumed.history_):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
+        assert a["nmi_true"] == pytest.approx(b["nmi_true"], abs=1e-9)
+    np.testing.assert_array_equal(full.labels_, resumed.labels_)
+    sa, sb = full.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa if not k.startswith("top_layer"))
+    with pytest.raises(ValueError, match="other settings"):
+        DeepCluster(epochs=3, checkpoint_dir=tmp_path, **{**kw, "lr": 0.1}).fit(X, y)
+
+
+def test_pic_clusterer_and_study_helpers(images):
+    X, y = images
+    dc = DeepCluster(n_clusters=10, epochs=1, clusterer="pic", **SMALL).fit(X, y)
+    assert dc.history_[0]["n_clusters"] >= 2 and np.isnan(dc.history_[0]["nmi_prev"])
+    nn_idx = nearest_neighbours(dc.model_, X, [0, 5], n=3)
+    assert nn_idx.shape == (2, 3) and 0 not in nn_idx[0] and 5 not in nn_idx[1]
+    top = top_activating(dc.model_, X, layer=4, filters=[0, 1, 2], n=4)
+    assert top.shape == (3, 4) and top.max() < len(X)
+    recs = layer_study(dc.model_, X, y, probe=True)
+    assert [r["layer"] for r in recs] == [f"conv{i}" for i in range(1, 6)]
+    assert all(0 <= r["probe_test_acc"] <= 1 for r in recs)
