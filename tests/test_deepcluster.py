@@ -159,6 +159,8 @@ def test_resume_gives_the_same_epochs_as_an_uninterrupted_run(images, tmp_path):
     assert all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa if not k.startswith("top_layer"))
     with pytest.raises(ValueError, match="other settings"):
         DeepCluster(epochs=3, checkpoint_dir=tmp_path, **{**kw, "lr": 0.1}).fit(X, y)
+    with pytest.raises(ValueError, match="more than epochs=2"):
+        DeepCluster(epochs=2, checkpoint_dir=tmp_path, **kw).fit(X, y)
 
 
 def test_pic_clusterer_and_study_helpers(images):

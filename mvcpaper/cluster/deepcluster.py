@@ -513,6 +513,9 @@ class DeepCluster(ClusterBase):
             diff = {k: (state["config"].get(k), v) for k, v in self._config().items() if state["config"].get(k) != v}
             raise ValueError(f"the checkpoint {path} was written with other settings {diff} (checkpoint, now); "
                              "use another checkpoint_dir or resume=False")
+        if int(state["epoch"]) > self.epochs:
+            raise ValueError(f"the checkpoint {path} holds {state['epoch']} epochs, more than epochs={self.epochs}; "
+                             "ask for at least as many epochs, or use another checkpoint_dir")
         self.model_.load_state_dict(state["model"], strict=False)
         self.optimizer_.load_state_dict(state["optimizer"])
         self.initial_state_ = state["initial_state"]
