@@ -53,7 +53,7 @@ class DeepClusterSettings:
         return sorted({min(int(k), n_images // 2) for k in ks})
 
 
-def _subset(ds, max_images: int | None, seed: int = 0):
+def _subset(ds, max_images: int | None):
     """Every ``step``-th image of each class, so that at most ``max_images`` remain."""
     if not max_images or len(ds) <= max_images:
         return ds
@@ -64,8 +64,8 @@ def _subset(ds, max_images: int | None, seed: int = 0):
 
 def _checkpoint_dir(cfg, ds, s: DeepClusterSettings, k: int, epochs: int, seed: int) -> Path:
     key = {"dataset": ds.name, "fingerprint": ds.fingerprint(), "arch": s.arch, "size": s.input_size, "k": k,
-           "sobel": s.sobel, "clusterer": s.clusterer, "fc": s.fc_dim, "batch": s.batch_size, "lr": s.lr, "reassign": s.reassign,
-           "epochs": epochs, "seed": seed}
+           "sobel": s.sobel, "clusterer": s.clusterer, "fc": s.fc_dim, "batch": s.batch_size, "lr": s.lr,
+           "reassign": s.reassign, "epochs": epochs, "seed": seed}
     return cache_root(cfg.cache_dir) / "deepcluster" / f"{ds.name}-{s.arch}-k{k}-s{seed}-{stable_hash(key, 10)}"
 
 
@@ -87,8 +87,6 @@ def deepcluster_step(cfg, out_dir, settings: DeepClusterSettings | None = None, 
     conv layer: KMeans NMI and probe accuracy), ``layer_table`` (mean ± std),
     ``k_sweep``; ``figures``: ``history``, ``k``, ``layers``, ``neighbours``, ``filters``.
     """
-    import torch
-
     from .cluster.deepcluster import layer_study, load_image_tensor, nearest_neighbours, top_activating
     from .metrics import nmi
 
@@ -136,11 +134,9 @@ def deepcluster_step(cfg, out_dir, settings: DeepClusterSettings | None = None, 
         for net_name, nn_idx in found.items():
             rows.append([q, *nn_idx[i]])
             titles.append(f"{net_name}: query {q}, same class {int((y[nn_idx[i]] == y[q]).sum())}/6")
-    n_conv = len(layers["layer"].unique())
-    layer_idx = n_conv - 1
-    with torch.no_grad():
-        acts = dc.model_.conv_outputs(images[:2].to(dc.model_.mean.device))[layer_idx]
-    filters = rng.choice(acts.shape[1], size=min(6, acts.shape[1]), replace=False)
+    layer_idx = len(layers["layer"].unique()) - 1
+    n_filters = dc.model_.feature_shape[0]  # the last conv layer's channels
+    filters = rng.choice(n_filters, size=min(6, n_filters), replace=False)
     top = top_activating(dc.model_, images, layer_idx, filters, n=8)
     figs = {
         "history": plot_history(history, setting),

@@ -591,19 +591,18 @@ class DeepCluster(ClusterBase):
 @torch.no_grad()
 def conv_features(net: DeepClusterNet, images: torch.Tensor, max_dim: int = 2048, batch_size: int = 256,
                   layers=None) -> list[np.ndarray]:
-    """Every conv block's output (or those in ``layers``, 0-based), average-pooled to at most ``max_dim`` values.
+    """Every conv block's output (or those in ``layers``, list indices), average-pooled to at most ``max_dim`` values.
 
     Each map of C channels is pooled to the largest s x s grid with C * s^2 <= max_dim
     (at least 1 x 1), then flattened: the frozen features a linear probe reads.
     """
     net.eval()
     dev = net.mean.device
-    chosen = None if layers is None else set(layers)
     outs: list[list[torch.Tensor]] = []
     for s in range(0, len(images), batch_size):
         maps = net.conv_outputs(images[s:s + batch_size].to(dev))
-        if chosen is not None:
-            maps = [m for i, m in enumerate(maps) if i in chosen]
+        if layers is not None:  # negative indices count from the last conv layer
+            maps = [maps[i] for i in layers]
         if not outs:
             outs = [[] for _ in maps]
         for store, m in zip(outs, maps):
@@ -652,8 +651,7 @@ def nearest_neighbours(net: DeepClusterNet, images: torch.Tensor, queries, n: in
     """For each query index, the ``n`` nearest other images (cosine, pooled conv ``layer`` features)."""
     from ..experiments import l2_normalize
 
-    f = conv_features(net, images, max_dim=4096)[layer]
-    f = l2_normalize(f)
+    f = l2_normalize(conv_features(net, images, max_dim=4096, layers=[layer])[0])
     sims = f[np.asarray(queries)] @ f.T
     sims[np.arange(len(sims)), np.asarray(queries)] = -np.inf
     return np.argsort(-sims, axis=1)[:, :n]
