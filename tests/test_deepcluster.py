@@ -83,6 +83,19 @@ def test_pca_whiten_is_white_and_normalised():
     assert torch.allclose(Z.norm(dim=1), torch.ones(500), atol=1e-5)
 
 
+@pytest.mark.parametrize("dim,decay", [(20, 0.97), (150, 0.99)])  # randomised SVD path, full SVD path
+def test_pca_whiten_matches_exact_pca(dim, decay):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 200)) * (decay ** np.arange(200)) @ np.linalg.qr(rng.normal(size=(200, 200)))[0]
+    Xc = X - X.mean(0)
+    _, S, Vt = np.linalg.svd(Xc, full_matrices=False)
+    ref = (Xc @ Vt[:dim].T) / (S[:dim] / np.sqrt(len(X) - 1))
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    Z = pca_whiten(torch.as_tensor(X, dtype=torch.float32), dim).numpy()
+    # principal axes are defined up to sign: compare absolute values
+    assert np.abs(np.abs(Z) - np.abs(ref)).max() < 5e-3
+
+
 def test_random_resized_crop_identity_and_shapes():
     x = torch.rand(4, 3, 16, 16)
     gen = torch.Generator().manual_seed(0)

@@ -211,15 +211,30 @@ def _batched(fn, images: torch.Tensor, device, batch_size: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- clustering
 
-def pca_whiten(X: torch.Tensor, dim: int = 256, eps: float = 1e-5) -> torch.Tensor:
-    """PCA to ``dim`` components, whitened (unit variance each), then L2-normalised rows."""
+def pca_whiten(X: torch.Tensor, dim: int = 256, eps: float = 1e-5, seed: int = 0) -> torch.Tensor:
+    """PCA to ``dim`` components, whitened (unit variance each), then L2-normalised rows.
+
+    When ``dim`` is well below the data's rank the principal axes come from a randomised
+    SVD (``torch.svd_lowrank``, 4 power iterations, drawn from ``seed`` without touching
+    the global random state): 3600 x 4096 features to 256 dimensions take ~0.5 s instead
+    of ~10 s for the full SVD, with the same leading axes.
+    """
     X = X.float()
     X = X - X.mean(0, keepdim=True)
-    dim = min(dim, X.shape[0] - 1, X.shape[1])
-    # SVD of the centred data: the right singular vectors are the principal axes
-    U, S, Vh = torch.linalg.svd(X, full_matrices=False)
-    var = S[:dim] ** 2 / max(X.shape[0] - 1, 1)
-    Z = (X @ Vh[:dim].T) / torch.sqrt(var + eps)
+    n, d = X.shape
+    dim = min(dim, n - 1, d)
+    q = dim + 16
+    if 2 * q <= min(n, d):
+        devices = [X.device] if X.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            _, S, V = torch.svd_lowrank(X, q=q, niter=4)
+        axes = V[:, :dim]
+    else:  # SVD of the centred data: the right singular vectors are the principal axes
+        _, S, Vh = torch.linalg.svd(X, full_matrices=False)
+        axes = Vh[:dim].T
+    var = S[:dim] ** 2 / max(n - 1, 1)
+    Z = (X @ axes) / torch.sqrt(var + eps)
     return F.normalize(Z, dim=1)
 
 
