@@ -30,6 +30,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_extraction.py
 	$(BIN)/python benchmarks/bench_kmeans.py
 	$(BIN)/python benchmarks/bench_deep.py
+	$(BIN)/python benchmarks/bench_deepcluster.py
 
 notebooks: setup
 	$(BIN)/python scripts/make_notebooks.py
