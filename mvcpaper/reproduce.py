@@ -6,10 +6,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["NOTEBOOKS", "notebooks_dir", "kernel_name", "reproduce"]
+__all__ = ["NOTEBOOKS", "INTERACTIVE", "ALL_NOTEBOOKS", "notebooks_dir", "kernel_name", "reproduce"]
 
 #: the notebooks `reproduce` runs, in order (later issues append theirs)
 NOTEBOOKS = ["01_datasets", "02_features", "03_baselines", "04_multiview", "05_representations", "06_deepcluster"]
+#: notebooks for a live kernel (widgets): not run by default, but ``--notebooks`` may name them
+INTERACTIVE = ["07_explore"]
+ALL_NOTEBOOKS = NOTEBOOKS + INTERACTIVE
 
 
 def notebooks_dir() -> Path:
@@ -41,6 +44,9 @@ def reproduce(preset: str = "auto", data_root=None, out_dir=".", device: str = "
 
     from .presets import resolve
 
+    unknown = [n for n in (notebooks or []) if n not in ALL_NOTEBOOKS]
+    if unknown:
+        raise ValueError(f"unknown notebook(s) {unknown}; the notebooks are {ALL_NOTEBOOKS}")
     cfg = resolve(preset, datasets=datasets, backbones=backbones, data_root=data_root, device=device,
                   cache_dir=cache_dir)  # fails fast on a bad name, missing data or missing weights
     log(cfg.describe())

@@ -91,6 +91,25 @@ clusterer = None        # kmeans | pic'''),
         ("code", "figs['filters']"),
         ("code", "display(res['history'].round(3))"),
     ],
+    "07_explore": [
+        ("md", "# 07 · Explore the results\nChoose a data set, one or more views and two clustering methods: a t-SNE "
+               "map per method (coloured by cluster or by class; hover over a point to see its image, click it to "
+               "open its cluster), their NMI / ACC / ARI, the confusion matrix of clusters against classes in "
+               "Hungarian-matched order (click a row to open that cluster), and a gallery of a cluster's images, "
+               "worst-fitting first. Features, t-SNE maps and fits come from the caches the other notebooks fill, "
+               "so after `mvcpaper reproduce` most choices open at once; anything new is computed with a progress "
+               "bar. Needs a live kernel (JupyterLab, Notebook or Voilà): the static HTML of a saved notebook "
+               "cannot call back."),
+        ("params", PARAMS + '''
+# Explorer
+explore_dataset = None  # None: the run's first data set
+method_a = "kmeans"     # any registered method, e.g. agglomerative, jule, idec, mvec, dmvc_jule
+method_b = "agglomerative"
+webgl = None            # None: WebGL scatter above 1500 points, SVG below'''),
+        ("code", RESOLVE + "\nfrom mvcpaper.widgets import Explorer"),
+        ("code", "explorer = Explorer(cfg, dataset=explore_dataset, method_a=method_a, method_b=method_b, seed=seed,\n"
+                 "                    webgl=webgl)\nexplorer"),
+    ],
 }
 
 

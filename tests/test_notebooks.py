@@ -5,12 +5,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mvcpaper.reproduce import NOTEBOOKS, notebooks_dir
+from mvcpaper.reproduce import ALL_NOTEBOOKS, NOTEBOOKS, notebooks_dir
 
 pytest.importorskip("papermill")
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_committed_notebooks_are_thin_and_clean(name):
     nb = json.loads((notebooks_dir() / f"{name}.ipynb").read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -62,3 +62,22 @@ def test_reproduce_smoke_runs_every_notebook(tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "tables" / "deepcluster_k.csv")) == 2
     for fig in ("dc_history.png", "dc_k.png", "dc_layers.png", "dc_neighbours.png", "dc_filters.png"):
         assert (tmp_path / "figures" / fig).stat().st_size > 10_000
+
+
+def test_explore_notebook_runs_in_batch(tmp_path):
+    """07_explore through papermill (smoke preset): no error, and the explorer widget is in the output."""
+    from mvcpaper.reproduce import reproduce
+
+    run_dir = reproduce("smoke", out_dir=tmp_path, cache_dir=tmp_path / "cache", notebooks=["07_explore"],
+                        log=lambda *a: None)
+    nb = json.loads((run_dir / "07_explore.ipynb").read_text())
+    outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+
+def test_reproduce_rejects_an_unknown_notebook(tmp_path):
+    from mvcpaper.reproduce import reproduce
+
+    with pytest.raises(ValueError, match="unknown notebook"):
+        reproduce("smoke", out_dir=tmp_path, notebooks=["99_nothing"])

@@ -1,0 +1,469 @@
+"""Interactive exploration of the pipeline's results (notebook ``07_explore``).
+
+:class:`Explorer` puts together, with ipywidgets and plotly ``FigureWidget`` scatters:
+
+* a choice of data set, view(s) and two clustering methods (A and B);
+* a 2-D t-SNE map of the chosen views (cached on disk, the same cache as Fig. 3), one
+  panel per method, coloured by its clusters or by the true classes, each panel titled
+  with its NMI / ACC / ARI; the image under the pointer (hover) or the clicked point is
+  shown as a thumbnail, and a click also opens that point's cluster in the gallery;
+* the confusion matrix of a method's clusters against the classes, clusters ordered by
+  the Hungarian matching so that agreement lies on the diagonal (click a row to open
+  that cluster);
+* a gallery of one cluster's images, worst-fitting first (farthest from the cluster's
+  mean in the clustered features), each captioned with its true class.
+
+Everything is computed by the package's own steps with their caches: features
+(:meth:`RunConfig.features`), t-SNE (:func:`mvcpaper.plots.tsne`) and fits
+(:func:`mvcpaper.experiments.fit_cached`, with the same keys as notebooks 03-04, so
+what ``reproduce`` computed opens at once). Every long step reports in a progress bar
+and a status line; an error is shown there instead of failing silently.
+
+The pure functions (:func:`matched_confusion`, :func:`worst_fitting`,
+:func:`thumbnail_png`) are what the tests check; the widgets only display them.
+"""
+from __future__ import annotations
+
+import html
+import io
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Explorer", "matched_confusion", "worst_fitting", "thumbnail_png", "palette_hex", "ExplorerState"]
+
+#: methods offered by default: single-view methods run on one view or the concatenation
+#: of the chosen views; multi-view ones take the chosen views separately
+SINGLE_VIEW = ("kmeans", "agglomerative", "jule", "idec", "dec", "torch_kmeans")
+MULTI_VIEW = ("mvec", "dmvc_jule", "dmvc_idec")
+DEFAULT_METHODS = ("kmeans", "agglomerative", "jule", "idec", "mvec", "dmvc_jule")
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+def matched_confusion(labels_true, labels_pred, class_names=None) -> pd.DataFrame:
+    """Contingency table, clusters (rows) against classes (columns), in matched order.
+
+    Columns are the classes in their own order; rows are the clusters ordered by the
+    class the Hungarian matching gives them (so a perfect clustering is diagonal), then
+    the unmatched clusters by size. Row labels are ``"cluster c → class"``.
+    """
+    from sklearn.metrics.cluster import contingency_matrix
+
+    from .metrics import hungarian_match
+
+    t, p = np.asarray(labels_true), np.asarray(labels_pred)
+    classes, clusters = np.unique(t), np.unique(p)
+    cm = contingency_matrix(p, t)  # rows: clusters (sorted), cols: classes (sorted)
+    match = hungarian_match(t, p)
+    col_of = {int(c): j for j, c in enumerate(classes)}
+    sizes = cm.sum(1)
+
+    def key(r):
+        m = match[int(clusters[r])]
+        return (0, col_of[m], 0) if m >= 0 else (1, 0, -sizes[r])
+
+    order = sorted(range(len(clusters)), key=key)
+    names = list(class_names) if class_names is not None else [str(c) for c in classes]
+    if len(names) != len(classes):  # class_names indexed by class id
+        names = [str(class_names[int(c)]) for c in classes]
+    rows = []
+    for r in order:
+        m = match[int(clusters[r])]
+        rows.append(f"cluster {clusters[r]} → {names[col_of[m]] if m >= 0 else 'unmatched'}")
+    return pd.DataFrame(cm[order], index=pd.Index(rows, name="cluster"), columns=pd.Index(names, name="class"))
+
+
+def worst_fitting(X, labels, cluster) -> np.ndarray:
+    """Indices of ``cluster``'s members, farthest from the cluster's mean first."""
+    X, labels = np.asarray(X, dtype=np.float32), np.asarray(labels)
+    members = np.flatnonzero(labels == cluster)
+    if len(members) == 0:
+        raise ValueError(f"cluster {cluster!r} has no members; clusters are {sorted(np.unique(labels).tolist())}")
+    d = np.linalg.norm(X[members] - X[members].mean(0), axis=1)
+    return members[np.argsort(-d, kind="stable")]
+
+
+def thumbnail_png(dataset, i: int, size: int = 112) -> bytes:
+    """Image ``i`` of ``dataset`` as PNG bytes, its longer side ``size`` px."""
+    img = dataset.load_image(int(i)).convert("RGB")
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def palette_hex(n: int) -> list[str]:
+    """``n`` distinct colours as ``#rrggbb`` (the static figures' palette)."""
+    from .plots import class_palette
+
+    return ["#%02x%02x%02x" % tuple(int(round(255 * c)) for c in rgb[:3]) for rgb in class_palette(n)]
+
+
+# ----------------------------------------------------------------------------- state
+
+@dataclass
+class ExplorerState:
+    """What the explorer shows now (plain data, for tests and for reuse in a notebook)."""
+
+    dataset: object = None
+    views: tuple = ()
+    X: np.ndarray | None = None          # the clustered features (L2-normalised views, concatenated)
+    xy: np.ndarray | None = None         # the t-SNE map
+    labels: dict | None = None           # "A" / "B" -> predicted labels
+    scores: dict | None = None           # "A" / "B" -> {"nmi", "acc", "ari"}
+    selected: int | None = None          # index of the image shown as a thumbnail
+    cluster: int | None = None           # the cluster in the gallery
+    gallery: np.ndarray | None = None    # its indices, worst-fitting first
+
+
+# ----------------------------------------------------------------------------- the explorer
+
+class Explorer:
+    """The widgets of notebook ``07_explore`` over one run configuration.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        From :func:`mvcpaper.presets.resolve` (data sets, backbones, caches, device).
+    methods : sequence of str
+        Registered method names offered for A and B.
+    method_a, method_b : str
+        The initial choices.
+    dataset : str, optional
+        The initial data set (default: the run's first).
+    seed : int
+        Seed of the fits and of the t-SNE.
+    webgl : bool or None
+        ``Scattergl`` (WebGL, smooth with thousands of points) or ``Scatter`` (SVG, one
+        DOM node per point); ``None`` picks WebGL above 1500 points.
+    gallery_size : int
+        Images shown in the gallery.
+    compute : bool
+        Compute the first view now (else on the first :meth:`refresh`).
+    """
+
+    def __init__(self, cfg, methods=DEFAULT_METHODS, method_a: str = "kmeans", method_b: str = "agglomerative",
+                 dataset: str | None = None, seed: int = 0, webgl: bool | None = None, gallery_size: int = 24,
+                 compute: bool = True):
+        import ipywidgets as W
+
+        from .cluster import METHODS
+        from ._utils import UnknownNameError
+
+        for m in (*methods, method_a, method_b):
+            if m not in METHODS:
+                raise UnknownNameError("method", m, METHODS)
+        if method_a not in methods or method_b not in methods:
+            methods = tuple(dict.fromkeys((*methods, method_a, method_b)))
+        dataset = dataset or cfg.datasets[0]
+        if dataset not in cfg.datasets:
+            raise ValueError(f"data set {dataset!r} is not in this run's data sets {cfg.datasets}; "
+                             "pass one of them, or resolve the preset with datasets=[...]")
+        self.cfg, self.seed, self.webgl, self.gallery_size = cfg, int(seed), webgl, int(gallery_size)
+        self.state = ExplorerState()
+        self._datasets: dict = {}
+        self._busy = False
+        labels = {m: f"{METHODS[m][1]} ({m})" for m in methods}
+
+        self.dataset = W.Dropdown(options=list(cfg.datasets), value=dataset, description="data set")
+        self.views = W.SelectMultiple(options=list(cfg.backbones), value=(cfg.backbones[0],), rows=min(5, len(cfg.backbones)),
+                                      description="view(s)")
+        self.method_a = W.Dropdown(options=[(labels[m], m) for m in methods], value=method_a, description="method A")
+        self.method_b = W.Dropdown(options=[(labels[m], m) for m in methods], value=method_b, description="method B")
+        self.colour_by = W.ToggleButtons(options=["cluster", "class"], value="cluster", description="colour by")
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="", bar_style="info",
+                                      layout=W.Layout(width="240px"))
+        self.status = W.HTML(value="<i>ready</i>")
+        self.scores = W.HTML()
+        self.thumb = W.Image(format="png", width=112, height=112)
+        self.thumb_caption = W.HTML(value="<i>hover over or click a point</i>")
+        self.matrix_of = W.ToggleButtons(options=[("A", "A"), ("B", "B")], value="A", description="clusters of")
+        self.cluster = W.Dropdown(options=[], description="cluster")
+        self.gallery = W.GridBox(layout=W.Layout(grid_template_columns="repeat(6, 96px)", grid_gap="4px"))
+        self.gallery_caption = W.HTML()
+        self.scatter = {"A": self._scatter_figure(), "B": self._scatter_figure()}
+        self.matrix = self._matrix_figure()
+        self.log = W.Output()
+
+        for w in (self.dataset, self.views, self.method_a, self.method_b):
+            w.observe(self._on_choice, names="value")
+        self.colour_by.observe(lambda ch: self._draw_scatters(), names="value")
+        self.matrix_of.observe(lambda ch: self._draw_matrix(), names="value")
+        self.cluster.observe(self._on_cluster, names="value")
+
+        controls = W.VBox([W.HBox([self.dataset, self.views]), W.HBox([self.method_a, self.method_b]),
+                           W.HBox([self.colour_by, self.progress, self.status])])
+        side = W.VBox([W.HTML("<b>selected image</b>"), self.thumb, self.thumb_caption],
+                      layout=W.Layout(width="150px"))
+        self._maps = W.HBox([self.scatter["A"], self.scatter["B"], side])
+        self._matrix_box = W.VBox([W.HTML("<b>Confusion matrix</b> (rows: clusters in Hungarian-matched order; "
+                                          "columns: classes; click a row to open the cluster)"), self.matrix_of,
+                                   self.matrix])
+        gallery_box = W.VBox([W.HTML("<b>Gallery</b> (worst-fitting first: farthest from the cluster mean)"),
+                              self.cluster, self.gallery_caption, self.gallery])
+        self.widget = W.VBox([controls, self.scores, self._maps, W.HBox([self._matrix_box, gallery_box]), self.log])
+        self.widget.add_class("mvcpaper-explorer")
+        if compute:
+            self.refresh()
+
+    # ------------------------------------------------------------------ display
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # FigureWidgets are built anew with their data on every redraw and swapped into their
+    # boxes: data given at construction is part of the widget's initial state, whereas
+    # updates to a figure that no view has shown yet (a notebook computes before it
+    # displays) are messages with nobody to receive them, lost in Voila and JupyterLab
+    def _scatter_figure(self, traces=(), title: str = ""):
+        import plotly.graph_objects as go
+
+        return go.FigureWidget(data=list(traces),
+                               layout=dict(width=430, height=400, margin=dict(l=10, r=10, t=40, b=10),
+                                           hovermode="closest", showlegend=False, dragmode="zoom",
+                                           xaxis=dict(visible=False), yaxis=dict(visible=False),
+                                           title=dict(text=title, font=dict(size=12))))
+
+    def _matrix_figure(self, cm: pd.DataFrame | None = None):
+        import plotly.graph_objects as go
+
+        hm = go.Heatmap(z=[[0]] if cm is None else cm.values, colorscale="Blues", showscale=True,
+                        x=None if cm is None else list(cm.columns), y=None if cm is None else list(cm.index),
+                        hovertemplate="%{y}<br>class %{x}: %{z} images<extra></extra>")
+        fig = go.FigureWidget(data=[hm], layout=dict(width=520, height=460, margin=dict(l=10, r=10, t=10, b=10),
+                                                      xaxis=dict(title="class", showticklabels=False),
+                                                      yaxis=dict(title="cluster (matched order)",
+                                                                 showticklabels=False, autorange="reversed")))
+        fig.data[0].on_click(self._on_matrix_click)
+        return fig
+
+    # ------------------------------------------------------------------ progress
+    def _step(self, i: int, n: int, message: str):
+        self.progress.max, self.progress.value = n, i
+        self.progress.bar_style = "info"
+        self.status.value = f"<span>{html.escape(message)}</span>"
+
+    def _fail(self, err: Exception):
+        self.progress.bar_style = "danger"
+        self.status.value = (f"<span style='color:#b00'><b>{type(err).__name__}</b>: "
+                             f"{html.escape(str(err))}</span>")
+
+    # ------------------------------------------------------------------ computing
+    def _load(self, name: str):
+        if name not in self._datasets:
+            self._datasets[name] = self.cfg.load(name)
+        return self._datasets[name]
+
+    def _fit(self, method: str, ds, views: tuple, feats: dict):
+        """Labels of ``method`` on the chosen views, through the fit cache (keys as notebooks 03-04)."""
+        from .cluster import make_method
+        from .experiments import fit_cached
+        from .pipeline import _feature_key
+
+        k, joined = ds.n_classes, "+".join(views)
+        key = _feature_key(self.cfg, ds)
+        if method in MULTI_VIEW:  # DMVC-fix on all the run's views is notebook 04's fit
+            everything = tuple(views) == tuple(self.cfg.backbones) and method != "mvec"
+            inp, X = ("DMVC-fix" if everything else f"{method}:{joined}"), [feats[v] for v in views]
+        elif len(views) == 1:
+            inp, X = views[0], feats[views[0]]
+        else:
+            inp = "CC" if tuple(views) == tuple(self.cfg.backbones) else f"CC:{joined}"
+            X = np.concatenate([feats[v] for v in views], axis=1)
+        est = make_method(method, n_clusters=k, seed=self.seed, device=self.cfg.device, progress=False,
+                          **self.cfg.params(method))
+        return np.asarray(fit_cached(est, X, {**key, "input": inp}, cache_dir=self.cfg.cache_dir)["labels"])
+
+    def refresh(self):
+        """Recompute for the current choices: features, t-SNE, both methods; then redraw everything."""
+        from .metrics import evaluate
+        from .plots import tsne
+
+        if self._busy:
+            return
+        self._busy = True
+        views = tuple(self.views.value) or (self.cfg.backbones[0],)
+        methods = {"A": self.method_a.value, "B": self.method_b.value}
+        n = len(views) + 2 + len(methods)
+        t0 = time.perf_counter()
+        try:
+            self._step(0, n, f"loading {self.dataset.value} …")
+            ds = self._load(self.dataset.value)
+            feats = {}
+            for i, v in enumerate(views):
+                self._step(i, n, f"features of {v} on {ds.name} ({len(ds)} images; extracted once, then cached) …")
+                with self.log:
+                    feats[v] = self.cfg.features(ds, v, normalize=True, progress=True)
+                self.log.clear_output()
+            X = np.concatenate([feats[v] for v in views], axis=1)
+            self._step(len(views), n, f"t-SNE of {len(ds)} points (cached after the first time; about a minute "
+                                      "for a few thousand points) …")
+            xy = tsne(X, seed=self.seed, cache_dir=self.cfg.cache_dir)
+            labels, scores = {}, {}
+            for j, (slot, m) in enumerate(methods.items()):
+                self._step(len(views) + 1 + j, n, f"method {slot}: {m} on {'+'.join(views)} (cached after the "
+                                                 "first fit) …")
+                labels[slot] = self._fit(m, ds, views, feats)
+                scores[slot] = evaluate(ds.labels, labels[slot])
+            self.state = ExplorerState(dataset=ds, views=views, X=X, xy=xy, labels=labels, scores=scores)
+            self._step(n - 1, n, "drawing …")
+            self._draw_scores()
+            self._draw_scatters()
+            self._draw_matrix()
+            self.select(0)
+            self.progress.value, self.progress.bar_style = n, "success"
+            self.status.value = (f"{html.escape(ds.name)}: {len(ds)} images, {ds.n_classes} classes, views "
+                                 f"{html.escape('+'.join(views))} — done in {time.perf_counter() - t0:.1f} s")
+        except Exception as err:  # shown in the page; the notebook keeps working
+            self._fail(err)
+            raise
+        finally:
+            self._busy = False
+
+    def _on_choice(self, change):
+        if not self._busy:
+            try:
+                self.refresh()
+            except Exception:  # already shown in the status line
+                pass
+
+    # ------------------------------------------------------------------ drawing
+    def _method_name(self, slot: str) -> str:
+        return (self.method_a if slot == "A" else self.method_b).label
+
+    def _draw_scores(self):
+        s = self.state.scores
+        rows = "".join(f"<tr><td>{slot}</td><td>{html.escape(self._method_name(slot))}</td>"
+                       f"<td>{s[slot]['nmi']:.3f}</td><td>{s[slot]['acc']:.3f}</td><td>{s[slot]['ari']:.3f}</td></tr>"
+                       for slot in ("A", "B"))
+        self.scores.value = ("<table class='mvcpaper-scores' style='border-collapse:collapse'>"
+                             "<tr><th>slot</th><th>method</th><th>NMI</th><th>ACC</th><th>ARI</th></tr>"
+                             f"{rows}</table>")
+
+    def colours(self, slot: str) -> list[str]:
+        """The colour of every point in panel ``slot``.
+
+        By class: one colour per class. By cluster: each cluster takes the colour of the
+        class the Hungarian matching gives it, so the two panels and the class view are
+        comparable at a glance; unmatched clusters get colours of their own.
+        """
+        from .metrics import hungarian_match
+
+        ds = self.state.dataset
+        classes = np.unique(ds.labels)
+        if self.colour_by.value == "class":
+            pal = palette_hex(len(classes))
+            return [pal[j] for j in np.searchsorted(classes, ds.labels)]
+        lab = self.state.labels[slot]
+        match = hungarian_match(ds.labels, lab)
+        extra = sorted(c for c, m in match.items() if m < 0)
+        pal = palette_hex(len(classes) + len(extra))
+        col_of = {c: (int(np.searchsorted(classes, m)) if m >= 0 else len(classes) + extra.index(c))
+                  for c, m in match.items()}
+        return [pal[col_of[int(c)]] for c in lab]
+
+    def _draw_scatters(self):
+        import plotly.graph_objects as go
+
+        st = self.state
+        if st.xy is None:
+            return
+        ds, n = st.dataset, len(st.dataset)
+        webgl = self.webgl if self.webgl is not None else n > 1500
+        cls = go.Scattergl if webgl else go.Scatter
+        names = np.asarray(ds.class_names, dtype=object)[ds.labels]
+        for slot in ("A", "B"):
+            lab = st.labels[slot]
+            text = [f"#{i} · class {c} · cluster {k}" for i, (c, k) in enumerate(zip(names, lab))]
+            trace = cls(x=st.xy[:, 0], y=st.xy[:, 1], mode="markers", text=text, hoverinfo="text",
+                        marker=dict(size=5 if n > 1500 else 7, color=self.colours(slot), line=dict(width=0)))
+            sc = st.scores[slot]
+            fig = self._scatter_figure([trace], f"{slot}: {self._method_name(slot)} — NMI {sc['nmi']:.3f} · "
+                                                f"ACC {sc['acc']:.3f} · ARI {sc['ari']:.3f}")
+            fig.data[0].on_hover(self._on_point)
+            fig.data[0].on_click(self._on_point_click)
+            self.scatter[slot] = fig
+        self._maps.children = (self.scatter["A"], self.scatter["B"], *self._maps.children[2:])
+
+    def _draw_matrix(self):
+        st = self.state
+        if st.labels is None:
+            return
+        slot = self.matrix_of.value
+        cm = matched_confusion(st.dataset.labels, st.labels[slot], st.dataset.class_names)
+        self.confusion_ = cm
+        self.matrix = self._matrix_figure(cm)
+        self._matrix_box.children = (*self._matrix_box.children[:-1], self.matrix)
+        clusters = [int(r.split()[1]) for r in cm.index]
+        self._cluster_rows = clusters
+        current = self.cluster.value
+        self.cluster.options = [(r, c) for r, c in zip(cm.index, clusters)]
+        self.show_cluster(current if current in clusters else clusters[0])
+
+    # ------------------------------------------------------------------ reacting
+    def select(self, i: int):
+        """Show image ``i`` as the thumbnail (what hovering over or clicking a point does)."""
+        st = self.state
+        i = int(i)
+        if not 0 <= i < len(st.dataset):
+            raise IndexError(f"image index {i} out of range for {len(st.dataset)} images")
+        ds = st.dataset
+        self.thumb.value = thumbnail_png(ds, i)
+        a, b = st.labels["A"][i], st.labels["B"][i]
+        self.thumb_caption.value = (f"#{i}<br>class <b>{html.escape(str(ds.class_names[ds.labels[i]]))}</b><br>"
+                                    f"cluster A: {a}<br>cluster B: {b}")
+        st.selected = i
+
+    def show_cluster(self, cluster: int):
+        """Fill the gallery with ``cluster``'s images (clusters of the matrix's method), worst-fitting first."""
+        st = self.state
+        slot = self.matrix_of.value
+        lab = st.labels[slot]
+        order = worst_fitting(st.X, lab, cluster)
+        st.cluster, st.gallery = int(cluster), order
+        if self.cluster.value != cluster:
+            self.cluster.value = cluster  # re-enters through _on_cluster, which is idempotent
+        import ipywidgets as W
+
+        from .metrics import hungarian_match
+
+        ds = st.dataset
+        matched = hungarian_match(ds.labels, lab).get(int(cluster), -1)
+        items = []
+        for i in order[: self.gallery_size]:
+            ok = ds.labels[i] == matched
+            colour = "#2a7" if ok else "#c33"
+            items.append(W.VBox([W.Image(value=thumbnail_png(ds, i, 88), format="png", width=88, height=88),
+                                 W.HTML(f"<span style='font-size:10px;color:{colour}'>#{i} "
+                                        f"{html.escape(str(ds.class_names[ds.labels[i]]))}</span>")]))
+        self.gallery.children = items
+        wrong = int(np.sum(ds.labels[order] != matched))
+        self.gallery_caption.value = (f"cluster {cluster} of {slot} ({html.escape(self._method_name(slot))}): "
+                                      f"{len(order)} images, {wrong} not of its matched class "
+                                      f"({html.escape(str(ds.class_names[matched])) if matched >= 0 else 'none'})"
+                                      f"{'; first ' + str(self.gallery_size) + ' shown' if len(order) > self.gallery_size else ''}")
+
+    def _on_cluster(self, change):
+        if change["new"] is not None and self.state.labels is not None and change["new"] != self.state.cluster:
+            self.show_cluster(change["new"])
+
+    def _on_point(self, trace, points, state=None):
+        if points.point_inds:
+            self.select(points.point_inds[0])
+
+    def _on_point_click(self, trace, points, state=None):
+        if points.point_inds:
+            i = int(points.point_inds[0])
+            self.select(i)
+            self.show_cluster(int(self.state.labels[self.matrix_of.value][i]))
+
+    def _on_matrix_click(self, trace, points, state=None):
+        if not points.point_inds:
+            return
+        ind = points.point_inds[0]
+        row = ind[0] if isinstance(ind, (list, tuple)) else int(ind) // max(1, len(self.confusion_.columns))
+        self.show_cluster(self._cluster_rows[int(row)])
