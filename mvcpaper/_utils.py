@@ -96,3 +96,15 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+def tqdm(*args, **kwargs):
+    """A progress bar: ``tqdm.auto``'s (a widget in a notebook), or tqdm's text bar on stderr
+    when ``MVCPAPER_TEXT_PROGRESS=1``. ``reproduce`` sets it for the kernels it starts, so
+    their bars stream to the terminal (and the executed notebooks keep no widget state)
+    even where ipywidgets is installed."""
+    if os.environ.get("MVCPAPER_TEXT_PROGRESS") == "1":
+        from tqdm.std import tqdm as bar
+    else:
+        from tqdm.auto import tqdm as bar
+    return bar(*args, **kwargs)

@@ -112,7 +112,7 @@ def deepcluster_step(cfg, out_dir, settings: DeepClusterSettings | None = None, 
     for kk in s.resolved_k_values(ds.n_classes, len(ds)):
         seed = s.seeds[0]
         dc = _fit(cfg, ds, images, s, kk, s.k_epochs, seed, progress)
-        study = layer_study(dc.model_, images, y, seed=seed, probe=False, n_init=1)
+        study = layer_study(dc.model_, images, y, seed=seed, probe=False)
         best = max(study, key=lambda r: r["kmeans_nmi"])
         sweep.append({"k": kk, "seed": seed, "epochs": s.k_epochs, "nmi_pseudo_true": nmi(y, dc.labels_),
                       "best_conv_kmeans_nmi": best["kmeans_nmi"], "best_conv_layer": best["layer"],

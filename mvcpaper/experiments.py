@@ -38,7 +38,7 @@ def run_methods(dataset: str, views: dict[str, np.ndarray], labels, methods, see
     feature matrix; features are used as given (normalise them before, see
     :func:`l2_normalize`).
     """
-    from tqdm.auto import tqdm
+    from ._utils import tqdm
 
     labels = np.asarray(labels)
     k = int(n_clusters or len(np.unique(labels)))

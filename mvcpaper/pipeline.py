@@ -144,7 +144,7 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
     import time
 
     import numpy as np
-    from tqdm.auto import tqdm
+    from ._utils import tqdm
 
     from .cluster import co_association_consensus
     from .tables import table2
@@ -205,7 +205,7 @@ def representations_step(cfg: RunConfig, out_dir, progress: bool = True, fig_dat
     Representations: one view's raw features, its JULE embedding, DMVC-fix's (JULE) and
     DMVC's. The fits come from the cache that notebook 04 filled (computed if absent).
     """
-    from tqdm.auto import tqdm
+    from ._utils import tqdm
 
     from .cluster import make_method
     from .metrics import evaluate

@@ -274,9 +274,12 @@ class Explorer:
         else:
             inp = "CC" if tuple(views) == tuple(self.cfg.backbones) else f"CC:{joined}"
             X = np.concatenate([feats[v] for v in views], axis=1)
-        est = make_method(method, n_clusters=k, seed=self.seed, device=self.cfg.device, progress=False,
+        est = make_method(method, n_clusters=k, seed=self.seed, device=self.cfg.device, progress=True,
                           **self.cfg.params(method))
-        return np.asarray(fit_cached(est, X, {**key, "input": inp}, cache_dir=self.cfg.cache_dir)["labels"])
+        with self.log:  # the method's own progress bar (deep methods), under the explorer
+            labels = fit_cached(est, X, {**key, "input": inp}, cache_dir=self.cfg.cache_dir)["labels"]
+        self.log.clear_output()
+        return np.asarray(labels)
 
     def refresh(self):
         """Recompute for the current choices: features, t-SNE, both methods; then redraw everything."""

@@ -58,7 +58,7 @@ ARCHITECTURES = {
 def load_image_tensor(dataset, size: int, progress: bool = True) -> torch.Tensor:
     """Every image of ``dataset`` resized to ``size`` x ``size``: a uint8 tensor (n, 3, size, size)."""
     from PIL import Image
-    from tqdm.auto import tqdm
+    from .._utils import tqdm
 
     out = torch.empty((len(dataset), 3, size, size), dtype=torch.uint8)
     for i in tqdm(range(len(dataset)), desc=f"decode {dataset.name} at {size}px", unit="img", disable=not progress):
@@ -548,7 +548,7 @@ class DeepCluster(ClusterBase):
         ``y`` (true labels, optional) is only logged (``nmi_true`` per epoch), never used
         for training.
         """
-        from tqdm.auto import tqdm
+        from .._utils import tqdm
 
         from ..metrics import nmi
 
@@ -646,7 +646,7 @@ def linear_probe(features: np.ndarray, labels, seed: int = 0, test_size: float =
 
 
 def layer_study(net: DeepClusterNet, images: torch.Tensor, labels, seed: int = 0, max_dim: int = 2048,
-                probe: bool = True, n_init: int = 3) -> list[dict]:
+                probe: bool = True, n_init: int = 1) -> list[dict]:
     """Per conv layer: KMeans NMI with the true number of classes (best of ``n_init`` starts), and linear-probe accuracy."""
     from sklearn.cluster import KMeans
 

@@ -173,7 +173,7 @@ class IDEC(ClusterBase):
         return sum(F.mse_loss(o, x) for o, x in zip(outs, xs)) / len(xs)
 
     def _pretrain(self, X, gen):
-        from tqdm.auto import tqdm
+        from .._utils import tqdm
 
         opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
         self.model_.train()
@@ -193,7 +193,7 @@ class IDEC(ClusterBase):
 
     def fit(self, X, y=None):
         from sklearn.cluster import KMeans
-        from tqdm.auto import tqdm
+        from .._utils import tqdm
 
         inputs = self._inputs(X)
         self._scale_fit(inputs)

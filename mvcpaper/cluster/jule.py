@@ -388,7 +388,7 @@ class JULE(ClusterBase):
         return total / max(count, 1)
 
     def fit(self, X, y=None):
-        from tqdm.auto import tqdm
+        from .._utils import tqdm
 
         if self.negatives not in ("random", "neighbours"):
             raise ValueError(f"negatives must be 'random' or 'neighbours', got {self.negatives!r}")

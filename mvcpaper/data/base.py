@@ -110,7 +110,7 @@ class ImageDataset:
 
     def verify(self, progress: bool = True) -> None:
         """Decode every image once; raise :class:`CorruptImageError` on the first bad one."""
-        from tqdm.auto import tqdm
+        from .._utils import tqdm
 
         for i in tqdm(range(len(self)), desc=f"verify {self.name}", disable=not progress):
             self.load_image(i)

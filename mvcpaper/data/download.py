@@ -75,7 +75,7 @@ def fetch(resource: Resource, dest_dir: Path, progress: bool = True) -> Path:
     The bytes go to a temporary file that is renamed into place only after the
     checksum passed, so an interrupted or damaged download leaves nothing behind.
     """
-    from tqdm.auto import tqdm
+    from .._utils import tqdm
 
     dest_dir = Path(dest_dir)
     final = dest_dir / resource.filename

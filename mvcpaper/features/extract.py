@@ -272,7 +272,7 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
     -------
     ndarray of float32, shape (n_images, dim), or (n_images, C, H, W) with ``pool=False``
     """
-    from tqdm.auto import tqdm
+    from .._utils import tqdm
 
     spec = get_backbone(backbone)
     layer = layer or spec.default_layer
