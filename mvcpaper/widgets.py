@@ -182,7 +182,7 @@ class Explorer:
         self.thumb_caption = W.HTML(value="<i>hover over or click a point</i>")
         self.matrix_of = W.ToggleButtons(options=[("A", "A"), ("B", "B")], value="A", description="clusters of")
         self.cluster = W.Dropdown(options=[], description="cluster")
-        self.gallery = W.GridBox(layout=W.Layout(grid_template_columns="repeat(6, 96px)", grid_gap="4px"))
+        self.gallery = W.GridBox(layout=W.Layout(grid_template_columns="repeat(5, 96px)", grid_gap="4px"))
         self.gallery_caption = W.HTML()
         self.scatter = {"A": self._scatter_figure(), "B": self._scatter_figure()}
         self.matrix = self._matrix_figure()
