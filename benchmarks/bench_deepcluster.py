@@ -10,9 +10,9 @@ them), AlexNet-BN with Sobel, on the device ``--device`` picks (CPU here):
 Each is run for ``--epochs`` epochs; the table gives seconds per epoch (mean over the
 epochs after the first, which includes warm-up) and training throughput (images seen / s).
 Then the clustering step alone, as ratios against its slow variants in the same run, on
-the 4096-d features of the network trained with the paper's settings: PCA-whitening by full SVD vs randomised SVD (and
-the largest difference of the whitened features' Gram matrices), k-means with the
-random start (reference) vs k-means++.
+the 4096-d features of the network trained with the paper's settings: PCA-whitening by
+full SVD vs randomised SVD (and the largest difference of the whitened features' Gram
+matrices), k-means with the random start (reference) vs k-means++.
 
 Usage: python benchmarks/bench_deepcluster.py [--n 3600] [--epochs 3] [--k 300] [--device auto]
 """
@@ -86,7 +86,7 @@ def main():
         print(f"| {name} ({kw['fc_dim']} fc, batch {kw['batch_size']}, {kw['reassign']:g} pass) | {ext:.1f} | "
               f"{clu:.2f} | {tr:.1f} | {ext + clu + tr:.1f} | {first:.1f} | {ips:.0f} | {nmi_last:.3f} |")
 
-    # the clustering step alone, on the last trained network's features
+    # the clustering step alone, on the paper-settings network's 4096-d features
     feats = torch.as_tensor(trained.features(images))
     t_full, z_full = _timed(lambda: pca_whiten(feats, 256, svd="full"))
     t_rand, z_rand = _timed(lambda: pca_whiten(feats, 256, svd="randomized"))

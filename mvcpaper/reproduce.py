@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from unittest import mock
 from datetime import datetime
 from pathlib import Path
 
@@ -62,24 +63,13 @@ def reproduce(preset: str = "auto", data_root=None, out_dir=".", device: str = "
               "cache_dir": str(Path(cache_dir).resolve()) if cache_dir else None}
     kern = kernel or kernel_name()
     # the kernels draw text progress bars (streamed to stderr), not widgets
-    before = os.environ.get("MVCPAPER_TEXT_PROGRESS")
-    os.environ["MVCPAPER_TEXT_PROGRESS"] = "1"
-    try:
-        _run_all(pm, notebooks or NOTEBOOKS, src, run_dir, params, kern, out, stream, log)
-    finally:
-        if before is None:
-            os.environ.pop("MVCPAPER_TEXT_PROGRESS", None)
-        else:
-            os.environ["MVCPAPER_TEXT_PROGRESS"] = before
+    with mock.patch.dict(os.environ, {"MVCPAPER_TEXT_PROGRESS": "1"}):
+        for name in notebooks or NOTEBOOKS:
+            t0 = time.perf_counter()
+            log(f"[{name}] running ...")
+            pm.execute_notebook(str(src / f"{name}.ipynb"), str(run_dir / f"{name}.ipynb"), parameters=params,
+                                kernel_name=kern, cwd=str(out), progress_bar=False,
+                                stderr_file=sys.stderr if stream else None)
+            log(f"[{name}] done in {time.perf_counter() - t0:.0f} s -> {run_dir / (name + '.ipynb')}")
     log(f"tables in {out / 'tables'}, figures in {out / 'figures'}, executed notebooks in {run_dir}")
     return run_dir
-
-
-def _run_all(pm, names, src, run_dir, params, kern, out, stream, log):
-    for name in names:
-        t0 = time.perf_counter()
-        log(f"[{name}] running ...")
-        pm.execute_notebook(str(src / f"{name}.ipynb"), str(run_dir / f"{name}.ipynb"), parameters=params,
-                            kernel_name=kern, cwd=str(out), progress_bar=False,
-                            stderr_file=sys.stderr if stream else None)
-        log(f"[{name}] done in {time.perf_counter() - t0:.0f} s -> {run_dir / (name + '.ipynb')}")

@@ -34,9 +34,8 @@ import pandas as pd
 
 __all__ = ["Explorer", "matched_confusion", "worst_fitting", "thumbnail_png", "palette_hex", "ExplorerState"]
 
-#: methods offered by default: single-view methods run on one view or the concatenation
-#: of the chosen views; multi-view ones take the chosen views separately
-SINGLE_VIEW = ("kmeans", "agglomerative", "jule", "idec", "dec", "torch_kmeans")
+#: methods that take the chosen views separately; every other method runs on one view or
+#: on the concatenation of the chosen views
 MULTI_VIEW = ("mvec", "dmvc_jule", "dmvc_idec")
 DEFAULT_METHODS = ("kmeans", "agglomerative", "jule", "idec", "mvec", "dmvc_jule")
 
@@ -48,7 +47,8 @@ def matched_confusion(labels_true, labels_pred, class_names=None) -> pd.DataFram
 
     Columns are the classes in their own order; rows are the clusters ordered by the
     class the Hungarian matching gives them (so a perfect clustering is diagonal), then
-    the unmatched clusters by size. Row labels are ``"cluster c → class"``.
+    the unmatched clusters by size. Row labels are ``"cluster c → class"``; the cluster
+    ids in row order are in ``.attrs["clusters"]``.
     """
     from sklearn.metrics.cluster import contingency_matrix
 
@@ -73,7 +73,9 @@ def matched_confusion(labels_true, labels_pred, class_names=None) -> pd.DataFram
     for r in order:
         m = match[int(clusters[r])]
         rows.append(f"cluster {clusters[r]} → {names[col_of[m]] if m >= 0 else 'unmatched'}")
-    return pd.DataFrame(cm[order], index=pd.Index(rows, name="cluster"), columns=pd.Index(names, name="class"))
+    out = pd.DataFrame(cm[order], index=pd.Index(rows, name="cluster"), columns=pd.Index(names, name="class"))
+    out.attrs["clusters"] = [int(clusters[r]) for r in order]
+    return out
 
 
 def worst_fitting(X, labels, cluster) -> np.ndarray:
@@ -97,9 +99,11 @@ def thumbnail_png(dataset, i: int, size: int = 112) -> bytes:
 
 def palette_hex(n: int) -> list[str]:
     """``n`` distinct colours as ``#rrggbb`` (the static figures' palette)."""
+    from matplotlib.colors import to_hex
+
     from .plots import class_palette
 
-    return ["#%02x%02x%02x" % tuple(int(round(255 * c)) for c in rgb[:3]) for rgb in class_palette(n)]
+    return [to_hex(rgb) for rgb in class_palette(n)]
 
 
 # ----------------------------------------------------------------------------- state
@@ -114,6 +118,7 @@ class ExplorerState:
     xy: np.ndarray | None = None         # the t-SNE map
     labels: dict | None = None           # "A" / "B" -> predicted labels
     scores: dict | None = None           # "A" / "B" -> {"nmi", "acc", "ari"}
+    match: dict | None = None            # "A" / "B" -> {cluster: matched class or -1}
     selected: int | None = None          # index of the image shown as a thumbnail
     cluster: int | None = None           # the cluster in the gallery
     gallery: np.ndarray | None = None    # its indices, worst-fitting first
@@ -283,7 +288,7 @@ class Explorer:
 
     def refresh(self):
         """Recompute for the current choices: features, t-SNE, both methods; then redraw everything."""
-        from .metrics import evaluate
+        from .metrics import evaluate, hungarian_match
         from .plots import tsne
 
         if self._busy:
@@ -306,13 +311,15 @@ class Explorer:
             self._step(len(views), n, f"t-SNE of {len(ds)} points (cached after the first time; about a minute "
                                       "for a few thousand points) …")
             xy = tsne(X, seed=self.seed, cache_dir=self.cfg.cache_dir)
-            labels, scores = {}, {}
+            labels, scores, match = {}, {}, {}
             for j, (slot, m) in enumerate(methods.items()):
                 self._step(len(views) + 1 + j, n, f"method {slot}: {m} on {'+'.join(views)} (cached after the "
                                                  "first fit) …")
                 labels[slot] = self._fit(m, ds, views, feats)
                 scores[slot] = evaluate(ds.labels, labels[slot])
-            self.state = ExplorerState(dataset=ds, views=views, X=X, xy=xy, labels=labels, scores=scores)
+                match[slot] = hungarian_match(ds.labels, labels[slot])
+            self.state = ExplorerState(dataset=ds, views=views, X=X, xy=xy, labels=labels, scores=scores,
+                                       match=match)
             self._step(n - 1, n, "drawing …")
             self._draw_scores()
             self._draw_scatters()
@@ -354,15 +361,12 @@ class Explorer:
         class the Hungarian matching gives it, so the two panels and the class view are
         comparable at a glance; unmatched clusters get colours of their own.
         """
-        from .metrics import hungarian_match
-
         ds = self.state.dataset
         classes = np.unique(ds.labels)
         if self.colour_by.value == "class":
             pal = palette_hex(len(classes))
             return [pal[j] for j in np.searchsorted(classes, ds.labels)]
-        lab = self.state.labels[slot]
-        match = hungarian_match(ds.labels, lab)
+        lab, match = self.state.labels[slot], self.state.match[slot]
         extra = sorted(c for c, m in match.items() if m < 0)
         pal = palette_hex(len(classes) + len(extra))
         col_of = {c: (int(np.searchsorted(classes, m)) if m >= 0 else len(classes) + extra.index(c))
@@ -401,8 +405,7 @@ class Explorer:
         self.confusion_ = cm
         self.matrix = self._matrix_figure(cm)
         self._matrix_box.children = (*self._matrix_box.children[:-1], self.matrix)
-        clusters = [int(r.split()[1]) for r in cm.index]
-        self._cluster_rows = clusters
+        clusters = cm.attrs["clusters"]
         current = self.cluster.value
         self.cluster.options = [(r, c) for r, c in zip(cm.index, clusters)]
         self.show_cluster(current if current in clusters else clusters[0])
@@ -423,6 +426,8 @@ class Explorer:
 
     def show_cluster(self, cluster: int):
         """Fill the gallery with ``cluster``'s images (clusters of the matrix's method), worst-fitting first."""
+        import ipywidgets as W
+
         st = self.state
         slot = self.matrix_of.value
         lab = st.labels[slot]
@@ -430,12 +435,8 @@ class Explorer:
         st.cluster, st.gallery = int(cluster), order
         if self.cluster.value != cluster:
             self.cluster.value = cluster  # re-enters through _on_cluster, which is idempotent
-        import ipywidgets as W
-
-        from .metrics import hungarian_match
-
         ds = st.dataset
-        matched = hungarian_match(ds.labels, lab).get(int(cluster), -1)
+        matched = st.match[slot].get(int(cluster), -1)
         items = []
         for i in order[: self.gallery_size]:
             ok = ds.labels[i] == matched
@@ -469,4 +470,4 @@ class Explorer:
             return
         ind = points.point_inds[0]
         row = ind[0] if isinstance(ind, (list, tuple)) else int(ind) // max(1, len(self.confusion_.columns))
-        self.show_cluster(self._cluster_rows[int(row)])
+        self.show_cluster(self.confusion_.attrs["clusters"][int(row)])
