@@ -1,50 +1,42 @@
-"""Small helpers shared across the package: devices, seeds, atomic files, hashing."""
+"""Small helpers shared across the package: devices, seeds, atomic files, progress bars."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import random
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-import numpy as np
+import torch
 
-__all__ = [
-    "resolve_device",
-    "seed_everything",
-    "atomic_path",
-    "stable_hash",
-    "cache_root",
-    "UnknownNameError",
-]
+from .errors import MvcpaperError
+
+__all__ = ["resolve_device", "seeded", "atomic_path", "tqdm"]
 
 
 def resolve_device(device: str | None = "auto"):
     """Return a :class:`torch.device`; ``"auto"`` picks CUDA when it is available."""
-    import torch
-
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise MvcpaperError(
             f"device={device!r} was asked for but CUDA is not available on this machine; "
             "use device='auto' or device='cpu'."
         )
     return dev
 
 
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA); return a NumPy generator."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    return np.random.default_rng(seed)
+@contextlib.contextmanager
+def seeded(seed: int, device=None) -> Iterator[None]:
+    """Run the block with torch's random state seeded by ``seed`` (CPU, and ``device`` when it
+    is a CUDA device), and restore the caller's state after: a method's weight init and
+    dropout are reproducible without touching the global generators."""
+    dev = torch.device(device) if device is not None else None
+    devices = [dev] if dev is not None and dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
 
 
 @contextlib.contextmanager
@@ -69,33 +61,6 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def stable_hash(obj: Any, length: int = 16) -> str:
-    """A short hex digest of a JSON-serialisable object (key order does not matter)."""
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:length]
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache root: the argument, else ``$MVCPAPER_CACHE``, else ``~/.cache/mvcpaper``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("MVCPAPER_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "mvcpaper"
-
-
-class UnknownNameError(KeyError):
-    """An unknown registry name; the message lists the valid ones (every registry uses it)."""
-
-    def __init__(self, kind: str, name: str, valid):
-        self.kind, self.name, self.valid = kind, name, sorted(valid)
-        super().__init__(f"unknown {kind} {name!r}; valid {kind}s are: {', '.join(self.valid)}")
-
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 def tqdm(*args, **kwargs):

@@ -36,7 +36,8 @@ def _cmd_download(a) -> int:
 
 def _cmd_info(a) -> int:
 
-    from ._utils import cache_root, resolve_device
+    from ._utils import resolve_device
+    from .cache import cache_root
     from .data import DATASETS, _find_folder, data_root
     from .features import BACKBONES, WeightsNotFoundError, resolve_weights
 

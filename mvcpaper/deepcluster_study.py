@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._utils import cache_root, stable_hash
+from .cache import entry_path, stable_hash
 from .experiments import save_records
 from .plots import save_figure
 from .tables import fmt_mean_std, save_table
@@ -67,7 +67,7 @@ def _checkpoint_dir(cfg, ds, s: DeepClusterSettings, k: int, epochs: int, seed: 
     key = {"dataset": ds.name, "fingerprint": ds.fingerprint(), "arch": s.arch, "size": s.input_size, "k": k,
            "sobel": s.sobel, "clusterer": s.clusterer, "fc": s.fc_dim, "batch": s.batch_size, "lr": s.lr,
            "reassign": s.reassign, "crop": list(s.crop_scale), "epochs": epochs, "seed": seed}
-    return cache_root(cfg.cache_dir) / "deepcluster" / f"{ds.name}-{s.arch}-k{k}-s{seed}-{stable_hash(key, 10)}"
+    return entry_path("deepcluster", f"{ds.name}-{s.arch}-k{k}-s{seed}-{stable_hash(key, 10)}", cache_dir=cfg.cache_dir)
 
 
 def _fit(cfg, ds, images, s: DeepClusterSettings, k: int, epochs: int, seed: int, progress: bool):

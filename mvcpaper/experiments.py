@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._utils import atomic_path, resolve_device
+from .cache import code_stamp, entry_path, load_arrays, save_arrays, stable_hash
 from .cluster import make_method
 from .metrics import evaluate
 
@@ -76,35 +77,31 @@ def fit_cached(est, X, key: dict, cache_dir=None, use_cache: bool = True) -> dic
     """Fit ``est`` on ``X`` once; later calls with the same key load the result from disk.
 
     ``key`` names the input (data set fingerprint, views, feature cache ids); the
-    estimator's class and parameters are added to it. The result holds ``labels``,
-    ``embedding`` (``embedding_`` or ``transform(X)`` where the method learns a
-    representation, else ``None``), ``seconds`` of the original fit and ``history``.
-    Written atomically under ``<cache root>/fits``, so an interrupted grid resumes.
+    estimator's class, its parameters and a stamp of its code (:func:`~mvcpaper.cache.code_stamp`:
+    the source of every module it depends on) are added to it, so a changed method never
+    returns an old fit. The result holds ``labels``, ``embedding`` (``embedding_`` where the
+    method learns a representation, else ``None``), ``seconds`` of the original fit and
+    ``history``. Written atomically under ``<cache root>/fits`` and validated on read (a
+    damaged entry is deleted and refitted), so an interrupted grid resumes.
     """
-    import json
-
-    from ._utils import cache_root, stable_hash
-
     params = {k: v for k, v in est.get_params().items() if k not in ("progress", "device")}
-    full = {**key, "method": type(est).__name__, "params": {k: repr(v) for k, v in sorted(params.items())}}
-    path = cache_root(cache_dir) / "fits" / f"{stable_hash(full, 20)}.npz"
-    if use_cache and path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            emb = z["embedding"] if z["embedding"].size else None
-            return {"labels": z["labels"], "embedding": emb, "seconds": float(z["seconds"]),
-                    "history": json.loads(str(z["history"])), "cached": True}
+    full = {**key, "method": type(est).__name__, "code": code_stamp(est),
+            "params": {k: repr(v) for k, v in sorted(params.items())}}
+    path = entry_path("fits", f"{stable_hash(full, 20)}.npz", cache_dir=cache_dir)
+    if use_cache:
+        got = load_arrays(path)
+        if got is not None:
+            arrays, meta = got
+            emb = arrays["embedding"] if "embedding" in arrays else None
+            return {"labels": arrays["labels"], "embedding": emb, "seconds": float(meta["seconds"]),
+                    "history": meta["history"], "cached": True}
     t0 = time.perf_counter()
     est.fit(X)
     seconds = time.perf_counter() - t0
     emb = getattr(est, "embedding_", None)
-    if emb is None and hasattr(est, "transform") and hasattr(est, "model_"):
-        emb = est.transform(X)
     out = {"labels": np.asarray(est.labels_), "embedding": None if emb is None else np.asarray(emb, np.float32),
            "seconds": seconds, "history": getattr(est, "history_", []), "cached": False}
     if use_cache:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, labels=out["labels"], seconds=seconds,
-                         embedding=out["embedding"] if emb is not None else np.empty(0, np.float32),
-                         history=json.dumps(out["history"], default=float))
+        arrays = {"labels": out["labels"]} | ({} if emb is None else {"embedding": out["embedding"]})
+        save_arrays(path, arrays, {"seconds": seconds, "history": out["history"], "key": full})
     return out

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._utils import atomic_path, cache_root, stable_hash
+from ._utils import atomic_path
+from .cache import entry_path, load_array, save_array, stable_hash
 
 __all__ = ["tsne", "plot_embeddings", "sample_grid", "save_figure", "class_palette"]
 
@@ -20,18 +21,18 @@ def tsne(X: np.ndarray, seed: int = 0, perplexity: float = 30.0, pca_dims: int =
     X = np.asarray(X, dtype=np.float32)
     digest = hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest()
     key = stable_hash({"x": digest, "shape": X.shape, "seed": seed, "perplexity": perplexity, "pca": pca_dims})
-    path = cache_root(cache_dir) / "tsne" / f"{key}.npy"
-    if use_cache and path.is_file():
-        return np.load(path)
+    path = entry_path("tsne", f"{key}.npy", cache_dir=cache_dir)
+    if use_cache:
+        Y = load_array(path, rows=len(X))
+        if Y is not None:
+            return Y
     Z = X
     if pca_dims and X.shape[1] > pca_dims and X.shape[0] > pca_dims:
         Z = PCA(pca_dims, random_state=seed).fit_transform(X)
     perp = min(perplexity, max(2.0, (X.shape[0] - 1) / 3))
     Y = TSNE(2, perplexity=perp, init="pca", random_state=seed).fit_transform(Z).astype(np.float32)
     if use_cache:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, Y)
+        save_array(path, Y)
     return Y
 
 

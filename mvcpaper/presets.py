@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._utils import UnknownNameError
+from .errors import UnknownNameError
 from .deepcluster_study import DeepClusterSettings
 from .data import DATASETS, DatasetNotFoundError, _find_folder, data_root, load_dataset
 from .experiments import l2_normalize

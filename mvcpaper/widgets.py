@@ -156,7 +156,7 @@ class Explorer:
         import ipywidgets as W
 
         from .cluster import METHODS
-        from ._utils import UnknownNameError
+        from .errors import UnknownNameError
 
         for m in (*methods, method_a, method_b):
             if m not in METHODS:

@@ -187,3 +187,38 @@ def test_pic_clusterer_and_study_helpers(images):
     recs = layer_study(dc.model_, X, y, probe=True)
     assert [r["layer"] for r in recs] == [f"conv{i}" for i in range(1, 6)]
     assert all(0 <= r["probe_test_acc"] <= 1 for r in recs)
+
+
+class _Payload:
+    """Unpickling this runs code: what a planted checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_planted_checkpoint_never_runs_code(images, tmp_path):
+    import json
+
+    from mvcpaper.cache import CacheWarning, file_sha256
+
+    X, y = images
+    X, y = X[::2], y[::2]
+    kw = dict(n_clusters=8, random_state=3, epochs=1, **SMALL)
+    DeepCluster(checkpoint_dir=tmp_path, **kw).fit(X, y)
+    ckpt, side = tmp_path / "last.pt", tmp_path / "last.pt.json"
+    marker = tmp_path / "pwned"
+    torch.save({"model": _Payload(marker)}, ckpt)  # replaced by a malicious pickle ...
+    meta = json.loads(side.read_text())
+    meta["sha256"] = file_sha256(ckpt)  # ... with a forged sidecar to match
+    side.write_text(json.dumps(meta))
+    with pytest.warns(CacheWarning, match="cannot be read"):
+        dc = DeepCluster(checkpoint_dir=tmp_path, **{**kw, "epochs": 2}).fit(X, y)
+    assert not marker.exists()  # weights_only refused the pickle
+    assert [h["epoch"] for h in dc.history_] == [0, 1]  # trained from scratch instead
+    torch.save({"model": _Payload(marker)}, ckpt)  # without a matching sidecar: never even unpickled
+    with pytest.warns(CacheWarning, match="checksum"):
+        DeepCluster(checkpoint_dir=tmp_path, **kw).fit(X, y)
+    assert not marker.exists()

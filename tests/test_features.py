@@ -161,7 +161,7 @@ def test_extract_shape_determinism_and_cache_reuse(synthetic, monkeypatch, tmp_p
     a = extract_features(synthetic, "efficientnet_lite0", **kw)
     assert a.shape == (len(synthetic), 1280) and a.dtype == np.float32 and np.isfinite(a).all()
     files = sorted(p.name for p in (tmp_path / "features" / "synthetic").iterdir())
-    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".npy")
+    assert len(files) == 2 and files[0].endswith(".npy") and files[1].endswith(".npy.json")
     b = extract_features(synthetic, "efficientnet_lite0", use_cache=False, **kw)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
@@ -189,7 +189,7 @@ def test_other_layer_and_bad_layer(synthetic):
     logits = extract_features(synthetic, "efficientnet_lite0", "logits", input_size=64, progress=False,
                               use_cache=False)
     assert logits.shape == (len(synthetic), 1000)
-    with pytest.raises(KeyError, match="not a module"):
+    with pytest.raises(KeyError, match="unknown layer 'blocks.99'"):
         extract_features(synthetic, "efficientnet_lite0", "blocks.99", input_size=64, progress=False)
 
 
@@ -274,12 +274,13 @@ def test_engine_errors_and_export_fallback(synthetic, tmp_path, monkeypatch):
 
 def test_bad_precision_and_device():
     from mvcpaper._utils import resolve_device
+    from mvcpaper.errors import MvcpaperError
 
     ds = load_dataset("synthetic", n_objects=2, n_poses=2, size=32)
     with pytest.raises(ValueError, match="precision"):
         extract_features(ds, "efficientnet_lite0", precision="int4", progress=False)
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(MvcpaperError, match="CUDA is not available"):
             resolve_device("cuda")
 
 

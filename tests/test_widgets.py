@@ -156,7 +156,7 @@ def test_explorer_reports_errors_in_the_page(cfg, monkeypatch):
 
 
 def test_explorer_rejects_bad_choices(cfg):
-    from mvcpaper._utils import UnknownNameError
+    from mvcpaper.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError):
         Explorer(cfg, method_a="nope", compute=False)

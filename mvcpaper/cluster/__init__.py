@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 
-from .._utils import UnknownNameError
+from ..errors import UnknownNameError
 from ._base import ClusterBase, check_n_clusters, check_views
 from .baselines import Agglomerative, KMeans
 from .idec import DEC, IDEC

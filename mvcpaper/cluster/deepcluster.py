@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._utils import atomic_path, resolve_device
+from .._utils import resolve_device
+from ..cache import read_entry, write_entry
 from ._base import ClusterBase, check_n_clusters
 
 __all__ = ["DeepCluster", "DeepClusterNet", "SobelFilter", "load_image_tensor", "pca_whiten",
@@ -123,7 +124,7 @@ class DeepClusterNet(nn.Module):
                  n_outputs: int = 10):
         super().__init__()
         if arch not in ARCHITECTURES:
-            from .._utils import UnknownNameError
+            from ..errors import UnknownNameError
 
             raise UnknownNameError("architecture", arch, ARCHITECTURES)
         self.arch, self.input_size = arch, input_size
@@ -514,32 +515,37 @@ class DeepCluster(ClusterBase):
         return Path(self.checkpoint_dir) / "last.pt" if self.checkpoint_dir else None
 
     def _save(self, epoch: int, last_labels):
+        """The state after ``epoch`` epochs: tensors in ``last.pt`` (loaded with ``weights_only``,
+        so a planted file cannot run code), the rest as JSON in its sidecar."""
         path = self._checkpoint_path()
         if path is None:
             return
         body = {k: v for k, v in self.model_.state_dict().items() if not k.startswith("top_layer.")}
-        state = {"epoch": epoch, "config": self._config(), "model": body, "optimizer": self.optimizer_.state_dict(),
-                 "initial_state": self.initial_state_, "history": self.history_, "last_labels": last_labels}
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        tensors = {"model": body, "optimizer": self.optimizer_.state_dict(), "initial_state": self.initial_state_,
+                   "last_labels": torch.as_tensor(np.asarray(last_labels, dtype=np.int64))}
+        write_entry(path, lambda tmp: torch.save(tensors, tmp),
+                    {"epoch": epoch, "config": self._config(), "history": self.history_})
 
     def _load(self) -> tuple[int, np.ndarray | None]:
         path = self._checkpoint_path()
-        if path is None or not self.resume or not path.is_file():
+        if path is None or not self.resume:
             return 0, None
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["config"] != self._config():
-            diff = {k: (state["config"].get(k), v) for k, v in self._config().items() if state["config"].get(k) != v}
+        got = read_entry(path, lambda p: torch.load(p, map_location="cpu", weights_only=True))
+        if got is None:
+            return 0, None
+        tensors, meta = got
+        if meta["config"] != self._config():
+            diff = {k: (meta["config"].get(k), v) for k, v in self._config().items() if meta["config"].get(k) != v}
             raise ValueError(f"the checkpoint {path} was written with other settings {diff} (checkpoint, now); "
                              "use another checkpoint_dir or resume=False")
-        if int(state["epoch"]) > self.epochs:
-            raise ValueError(f"the checkpoint {path} holds {state['epoch']} epochs, more than epochs={self.epochs}; "
+        if int(meta["epoch"]) > self.epochs:
+            raise ValueError(f"the checkpoint {path} holds {meta['epoch']} epochs, more than epochs={self.epochs}; "
                              "ask for at least as many epochs, or use another checkpoint_dir")
-        self.model_.load_state_dict(state["model"], strict=False)
-        self.optimizer_.load_state_dict(state["optimizer"])
-        self.initial_state_ = state["initial_state"]
-        self.history_ = list(state["history"])
-        return int(state["epoch"]), state["last_labels"]
+        self.model_.load_state_dict(tensors["model"], strict=False)
+        self.optimizer_.load_state_dict(tensors["optimizer"])
+        self.initial_state_ = tensors["initial_state"]
+        self.history_ = list(meta["history"])
+        return int(meta["epoch"]), tensors["last_labels"].numpy()
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):

@@ -256,7 +256,9 @@ class IDEC(ClusterBase):
             self.history_[-1].update(kl=kl_sum / n, reconstruction=rec_sum / n,
                                      seconds=time.perf_counter() - t_epoch)
         with torch.no_grad():
-            q_all = soft_assign(self._embed(Xt), centers, self.alpha)
+            z_all = self._embed(Xt)
+            q_all = soft_assign(z_all, centers, self.alpha)
+        self.embedding_ = z_all.cpu().numpy()
         self.labels_ = q_all.argmax(1).cpu().numpy()
         self.cluster_centers_ = centers.detach().cpu().numpy()
         self.n_epochs_ = epoch + 1

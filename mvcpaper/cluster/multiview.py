@@ -219,7 +219,7 @@ FINETUNE_TAILS = {
 
 def finetune_cut(backbone: str) -> str:
     """The module whose output DMVC caches for ``backbone`` (the input of the fine-tuned tail)."""
-    from .._utils import UnknownNameError
+    from ..errors import UnknownNameError
 
     if backbone not in FINETUNE_TAILS:
         raise UnknownNameError("backbone with a DMVC tail", backbone, FINETUNE_TAILS)

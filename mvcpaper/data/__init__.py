@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .._utils import UnknownNameError
+from ..errors import UnknownNameError
 from .base import CorruptImageError, DatasetError, DatasetNotFoundError, ImageDataset
 from .download import Resource, fetch, safe_extract
 from .loaders import (

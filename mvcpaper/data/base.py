@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -10,19 +11,48 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from ..errors import MvcpaperError
+
 __all__ = ["ImageDataset", "DatasetError", "CorruptImageError", "DatasetNotFoundError"]
 
 
-class DatasetError(ValueError):
+class DatasetError(MvcpaperError, ValueError):
     """A data set on disk is not in a layout the loader can read."""
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MvcpaperError, FileNotFoundError):
     """A data set was asked for but is not under the data root."""
 
 
 class CorruptImageError(DatasetError):
     """An image file exists but cannot be decoded."""
+
+
+#: path -> (size, mtime_ns, ctime_ns, inode, sha256 of the bytes)
+_DIGESTS: dict[str, tuple] = {}
+#: a remembered digest is trusted only for files last changed this long before it was taken
+_RACY_NS = 2_000_000_000
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, remembered for this process while the file's size, times
+    and inode stay the same. A file changed less than two seconds before it was hashed is
+    hashed again on every call (git's "racily clean" rule: a rewrite within the file system's
+    timestamp granularity would otherwise keep its old digest)."""
+    key = os.path.abspath(path)
+    st = os.stat(key)
+    sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    hit = _DIGESTS.get(key)
+    if hit is not None and hit[:4] == sig:
+        return hit[4]
+    h = hashlib.sha256()
+    with open(key, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    digest = h.hexdigest()
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+        _DIGESTS[key] = (*sig, digest)
+    return digest
 
 
 @dataclass
@@ -140,11 +170,13 @@ class ImageDataset:
         return "variable"
 
     def fingerprint(self) -> str:
-        """A digest of what the images are: labels, file names and sizes, or array bytes.
+        """A digest of what the images are: name, labels, and each file's name and bytes (or
+        each array's shape, dtype and bytes).
 
-        Used as part of cache keys, so a changed folder never reuses stale features.
-        Modification times are left out on purpose: copying a data set (``cp``, ``rsync``
-        without ``-t``, a fresh CI checkout) must not invalidate its feature cache.
+        Part of every cache key, so a changed image is never served from a cache, while a
+        copy of the same files elsewhere (``cp``, a fresh CI checkout) keeps its features.
+        Hashing COIL-100's 7200 files (139 MB) takes about 0.25 s once per process
+        (:func:`content_digest` remembers files whose size and times have not changed).
         """
         h = hashlib.sha256()
         h.update(self.name.encode())
@@ -153,13 +185,14 @@ class ImageDataset:
             for p in self.paths:
                 h.update(p.name.encode())
                 try:
-                    st = os.stat(p)
-                    h.update(f"{st.st_size}".encode())
+                    h.update(content_digest(p).encode())
                 except OSError:
                     h.update(b"missing")
         else:
             for a in self.arrays:
-                h.update(np.ascontiguousarray(a).tobytes())
+                a = np.ascontiguousarray(a)
+                h.update(f"{a.shape}{a.dtype}".encode())
+                h.update(a.tobytes())
         return h.hexdigest()[:16]
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> "ImageDataset":

@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._utils import atomic_path
+from ..errors import MvcpaperError
 
 __all__ = ["Resource", "fetch", "file_digest", "verify_checksum", "safe_extract", "ChecksumError", "UnsafeArchiveError"]
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(MvcpaperError):
     """A downloaded file does not have the checksum the table gives."""
 
 
-class UnsafeArchiveError(RuntimeError):
+class UnsafeArchiveError(MvcpaperError):
     """An archive member would be written outside the target folder."""
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._utils import UnknownNameError
+from ..errors import UnknownNameError
 
 __all__ = ["BackboneSpec", "BACKBONES", "get_backbone", "list_backbones", "PAPER_BACKBONES", "OFFLINE_BACKBONES"]
 

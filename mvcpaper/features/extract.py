@@ -8,16 +8,18 @@ and reused on the next call.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._utils import atomic_path, cache_root, resolve_device, stable_hash
+from .._utils import resolve_device
+from ..errors import UnknownNameError
+from ..cache import entry_path, load_array, read_entry, save_array, stable_hash, write_entry
 from .backbones import BackboneSpec, get_backbone
 from .weights import build_model, resolve_weights
 
@@ -93,9 +95,8 @@ class FeatureExtractor(nn.Module):
         if layer not in ("pool", "logits"):
             modules = dict(model.named_modules())
             if layer not in modules:
-                close = [n for n in modules if layer in n][:10]
-                raise KeyError(f"layer {layer!r} is not a module of this network; use 'pool', 'logits' or a "
-                               f"module name such as {close or list(modules)[1:6]} (see list_layers)")
+                raise UnknownNameError("layer", layer, ["pool", "logits", *(n for n in modules if n)],
+                                       where="See mvcpaper.features.list_layers(backbone)")
             modules[layer].register_forward_hook(self._hook)
         self.eval()
 
@@ -135,8 +136,6 @@ def _resolve_precision(precision: str, device) -> str:
 
 def _maybe_compile(module, compile, n_items: int):
     """``torch.compile`` the module when asked (or worth it); fall back to eager on failure."""
-    import warnings
-
     if compile == "auto":
         compile = n_items >= 1500
     if not compile:
@@ -187,29 +186,45 @@ def onnx_extractor(extractor: nn.Module, size: int, key: dict, cache_dir=None):
     compiled torch on the reference CPU, with features equal to 1e-5
     (``benchmarks/bench_extraction.py``).
     """
-    import warnings
-
     import onnxruntime as ort
 
     full_key = {**key, "torch": torch.__version__, "size": size, "exporter": 1}
-    path = cache_root(cache_dir) / "onnx" / f"{key.get('backbone', 'model')}__{stable_hash(full_key, 12)}.onnx"
-    if not path.is_file():
-        dummy = torch.zeros(2, 3, size, size)
-        with atomic_path(path) as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(extractor.eval(), (dummy,), str(tmp), dynamo=False, input_names=["x"],
-                              output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    path = entry_path("onnx", f"{key.get('backbone', 'model')}__{stable_hash(full_key, 12)}.onnx",
+                      cache_dir=cache_dir)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def open_session(p):
+        return ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+
+    got = read_entry(path, open_session)  # a corrupt or modified file is deleted here, then rebuilt
+    if got is None:
+        dummy = torch.zeros(2, 3, size, size)
+
+        def export(tmp):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(extractor.eval(), (dummy,), str(tmp), dynamo=False, input_names=["x"],
+                                  output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+
+        try:
+            write_entry(path, export, {"key": full_key})
+        except Exception as exc:  # an op the exporter does not know, ...
+            raise RuntimeError(f"ONNX export failed ({type(exc).__name__}: {exc})") from exc
+        got = read_entry(path, open_session)
+        if got is None:
+            raise RuntimeError(f"ONNX Runtime cannot open the graph it just exported ({path})")
+    session = got[0]
     return lambda x: session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 def feature_cache_path(dataset, backbone: str | BackboneSpec, layer: str | None = None,
                        weights_id: str = "", input_size: int | None = None, precision: str = "fp32",
                        cache_dir=None) -> Path:
-    """Where the features of this (data set, backbone, weights, layer, size, precision) live."""
+    """Where the features of this (data set, backbone, weights, layer, size, precision) live:
+    ``<cache root>/features/<data set>/<backbone>__<layer>__<size>px__<precision>__<key>.npy``,
+    the key covering the data set's content fingerprint and everything else that changes them."""
     spec = get_backbone(backbone)
     layer = layer or spec.default_layer
     size = input_size or spec.input_size
@@ -217,7 +232,7 @@ def feature_cache_path(dataset, backbone: str | BackboneSpec, layer: str | None 
            "timm": spec.timm_name, "weights": weights_id, "layer": layer, "size": size,
            "precision": precision, "preprocess": PREPROCESS_VERSION}
     fname = f"{spec.name}__{layer.replace('.', '-')}__{size}px__{precision}__{stable_hash(key, 12)}.npy"
-    return cache_root(cache_dir) / "features" / dataset.name / fname
+    return entry_path("features", dataset.name, fname, cache_dir=cache_dir)
 
 
 def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = None, *,
@@ -285,9 +300,9 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
         raise ValueError(f"pool=False needs a module name as layer (got {layer!r}); see list_layers()")
     path = feature_cache_path(dataset, spec, layer if pool else f"{layer}.map", src.weights_id, size, prec,
                               cache_dir)
-    if use_cache and path.is_file():
-        feats = np.load(path)
-        if feats.shape[0] == len(dataset):
+    if use_cache:
+        feats = load_array(path, rows=len(dataset))
+        if feats is not None:
             return feats
 
     model, src = build_model(spec, weights, download=download)
@@ -297,15 +312,13 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
     engine = _resolve_engine(engine, dev, prec)
     run = None
     if engine == "onnxruntime":
-        import warnings
-
         try:
             ort_run = onnx_extractor(extractor, size, cache_dir=cache_dir,
                                      key={"backbone": spec.name, "weights": src.weights_id, "layer": layer,
                                           "pool": pool})
             run = lambda x: torch.from_numpy(ort_run(x.numpy()))  # noqa: E731
-        except Exception as exc:  # an op the exporter does not know, ...
-            warnings.warn(f"ONNX export of {spec.name} failed ({type(exc).__name__}: {exc}); extracting with torch")
+        except Exception as exc:  # the export failed, or ONNX Runtime cannot run the graph
+            warnings.warn(f"{spec.name}: {exc}; extracting with torch")
             engine = "torch"
     if run is None:
         run = _maybe_compile(extractor, compile, len(dataset))
@@ -339,13 +352,9 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
         meta = {"dataset": dataset.name, "fingerprint": dataset.fingerprint(), "n_images": len(dataset),
                 "backbone": spec.name, "timm": spec.timm_name, "weights": src.weights_id,
                 "weights_kind": src.kind, "layer": layer, "input_size": size, "precision": prec,
-                "dim": int(out.shape[1]), "shape": list(out.shape), "seconds": round(seconds, 2), "device": str(dev),
+                "dim": int(out.shape[1]), "seconds": round(seconds, 2), "device": str(dev),
                 "engine": engine}
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, out)
-        with atomic_path(path.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps(meta, indent=1))
+        save_array(path, out, meta)
     return out
 
 

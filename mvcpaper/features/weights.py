@@ -20,13 +20,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._utils import cache_root
+from ..cache import cache_root
+from ..errors import MvcpaperError
 from .backbones import BackboneSpec, get_backbone
 
 __all__ = ["WeightsSource", "WeightsNotFoundError", "resolve_weights", "build_model", "convert_efficientnet_lite"]
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(MvcpaperError, FileNotFoundError):
     """No weights file could be found for a backbone (and downloading was not allowed)."""
 
 
