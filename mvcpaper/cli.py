@@ -1,46 +1,45 @@
-"""Command line: ``mvcpaper reproduce | download | info``."""
+"""Command line: ``mvcpaper reproduce | download | info``.
+
+A problem the user can fix (a missing data set or weights file, a bad name, a failed
+download, a notebook stopped by one of those) is one line on stderr and exit code 2;
+Ctrl-C stops with one line and exit code 130; anything else is a bug and keeps its
+traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
-__all__ = ["main"]
+from ._utils import resolve_device
+from .cache import cache_root
+from .data import DATASETS, data_root, download_dataset, find_dataset_folder
+from .errors import MvcpaperError
+from .features import BACKBONES, WeightsNotFoundError, build_model, resolve_weights
+from .presets import PRESET_NAMES
+from .reproduce import reproduce
+
+__all__ = ["main", "build_parser"]
 
 
 def _cmd_reproduce(a) -> int:
-    from .reproduce import reproduce
-
     reproduce(preset=a.preset, data_root=a.data_root, out_dir=a.out, device=a.device, cache_dir=a.cache_dir,
-              datasets=a.datasets, backbones=a.backbones, notebooks=a.notebooks, seed=a.seed,
+              datasets=a.datasets, backbones=a.backbones, notebooks=a.notebooks, seeds=a.seeds,
               stream=not a.quiet)
     return 0
 
 
 def _cmd_download(a) -> int:
-    if a.weights:
-        from .features import build_model
-
-        for b in a.weights:
-            _, src = build_model(b, download=True)
-            print(f"{b}: weights ready ({src.kind}{' ' + str(src.path) if src.path else ''})")
-    if a.names:
-        from .data import download_dataset
-
-        for n in a.names:
-            print(f"{n}: {download_dataset(n, a.data_root)}")
     if not a.weights and not a.names:
-        print("nothing to download: name data sets (coil100 umist voc2007) and/or --weights BACKBONE ...")
-        return 2
+        raise MvcpaperError("nothing to download: name data sets (coil100 umist voc2007) and/or --weights BACKBONE ...")
+    for b in a.weights or []:
+        _, src = build_model(b, download=True)
+        print(f"{b}: weights ready ({src.kind}{' ' + str(src.path) if src.path else ''})")
+    for n in a.names:
+        print(f"{n}: {download_dataset(n, a.data_root)}")
     return 0
 
 
 def _cmd_info(a) -> int:
-
-    from ._utils import resolve_device
-    from .cache import cache_root
-    from .data import DATASETS, _find_folder, data_root
-    from .features import BACKBONES, WeightsNotFoundError, resolve_weights
-
     print(f"device (auto): {resolve_device('auto')}")
     print(f"cache root: {cache_root(a.cache_dir)}")
     try:
@@ -48,7 +47,7 @@ def _cmd_info(a) -> int:
         print(f"data root: {root}")
         for n, spec in DATASETS.items():
             if spec.folders:
-                f = _find_folder(spec, root) if root.is_dir() else None
+                f = find_dataset_folder(spec, root) if root.is_dir() else None
                 print(f"  {n:10s} {'found at ' + str(f) if f else 'not found (' + spec.how_to_get + ')'}")
     except FileNotFoundError as exc:
         print(f"data root: {exc}")
@@ -64,9 +63,7 @@ def _cmd_info(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .presets import PRESET_NAMES
-
-    p = argparse.ArgumentParser(prog="mvcpaper", description=__doc__)
+    p = argparse.ArgumentParser(prog="mvcpaper", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("reproduce", help="run the notebooks through papermill: tables/, figures/, runs/")
@@ -78,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", nargs="+", default=None)
     r.add_argument("--backbones", nargs="+", default=None)
     r.add_argument("--notebooks", nargs="+", default=None, help="subset of notebooks to run, by name")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="the seeds of every method and figure (default: the preset's, e.g. 0 1 2)")
     r.add_argument("--quiet", action="store_true", help="do not stream the notebooks' progress bars")
     r.set_defaults(func=_cmd_reproduce)
 
@@ -99,10 +97,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"mvcpaper: error: {msg}", file=sys.stderr)
+    except MvcpaperError as exc:
+        print(f"mvcpaper: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("mvcpaper: interrupted; finished work is cached, run the same command again to resume",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

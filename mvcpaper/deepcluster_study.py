@@ -1,6 +1,6 @@
 """DeepCluster's study at small scale: the runs, the layer study and the figures of notebook 06.
 
-:func:`deepcluster_step` trains DeepCluster over several seeds (checkpointed under the
+:func:`deepcluster_step` trains DeepCluster over the run's seeds (checkpointed under the
 cache, so an interrupted notebook resumes), then compares the trained network with
 its own random initialisation: KMeans NMI (true number of classes) and linear-probe
 accuracy of every conv layer's frozen features, nearest neighbours of a few query
@@ -10,7 +10,7 @@ measures the final quality against k. Everything it makes goes under ``out_dir``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,6 @@ class DeepClusterSettings:
     lr: float = 0.05
     reassign: float = 1.0            # images per epoch as a multiple of the set (reference: 1)
     crop_scale: tuple = (0.2, 1.0)   # area range of the random resized crops (reference: 0.08-1)
-    seeds: list = field(default_factory=lambda: [0, 1, 2])
     k_values: list | None = None     # None: the classes x (1, 3, 10)
     k_epochs: int = 3                # epochs of each run of the k sweep (one seed)
     max_images: int | None = None    # a class-stratified subset, to bound CPU time
@@ -101,7 +100,7 @@ def deepcluster_step(cfg, out_dir, settings: DeepClusterSettings | None = None, 
     setting = (f"{ds.name} ({len(ds)} images, {ds.n_classes} classes), {s.arch} at {s.input_size}px, "
                f"Sobel {'on' if s.sobel else 'off'}, {s.clusterer}, k={k}, {s.epochs} epochs")
     history, layers, runs = [], [], {}
-    for seed in s.seeds:
+    for seed in cfg.seeds:
         dc = _fit(cfg, ds, images, s, k, s.epochs, seed, progress)
         runs[seed] = dc
         history += [{"seed": seed, **h} for h in dc.history_]
@@ -110,7 +109,7 @@ def deepcluster_step(cfg, out_dir, settings: DeepClusterSettings | None = None, 
     history, layers = pd.DataFrame(history), pd.DataFrame(layers)
     sweep = []
     for kk in s.resolved_k_values(ds.n_classes, len(ds)):
-        seed = s.seeds[0]
+        seed = cfg.seeds[0]
         dc = _fit(cfg, ds, images, s, kk, s.k_epochs, seed, progress)
         study = layer_study(dc.model_, images, y, seed=seed, probe=False)
         best = max(study, key=lambda r: r["kmeans_nmi"])
@@ -125,9 +124,9 @@ def deepcluster_step(cfg, out_dir, settings: DeepClusterSettings | None = None, 
     save_table(table, "deepcluster_layers", out / "tables",
                note=f"DeepCluster, {setting}: per conv layer, KMeans NMI (true k) and linear-probe test accuracy "
                     f"(logistic regression, stratified half split) of the trained network and of its random "
-                    f"initialisation, mean ± std over seeds {list(s.seeds)}.")
+                    f"initialisation, mean ± std over seeds {list(cfg.seeds)}.")
     # qualitative figures from the first seed
-    dc = runs[s.seeds[0]]
+    dc = runs[cfg.seeds[0]]
     rng = np.random.default_rng(0)
     queries = rng.choice(len(ds), size=min(4, len(ds)), replace=False)
     nets = {"random": dc.random_network(), "trained": dc.model_}

@@ -7,7 +7,7 @@ traceback.
 """
 from __future__ import annotations
 
-__all__ = ["MvcpaperError", "UnknownNameError"]
+__all__ = ["MvcpaperError", "UnknownNameError", "DownloadError"]
 
 
 class MvcpaperError(Exception):
@@ -24,3 +24,7 @@ class UnknownNameError(MvcpaperError, KeyError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+class DownloadError(MvcpaperError):
+    """A download failed (no connection, HTTP error, timeout)."""

@@ -1,7 +1,8 @@
 """Run a grid of (data set, views, method, seed) and collect tidy result records.
 
 A record is one row: ``dataset, views, method, seed, nmi, acc, ari, seconds, device``
-(plus ``n_clusters`` and ``preset``). Tables and plots are pure functions of them.
+(plus ``n_clusters`` asked, ``n_clusters_found`` and ``preset``). Tables and plots are pure
+functions of them.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .metrics import evaluate
 __all__ = ["l2_normalize", "run_methods", "records_frame", "save_records", "RECORD_COLUMNS"]
 
 RECORD_COLUMNS = ["dataset", "views", "method", "seed", "nmi", "acc", "ari", "seconds", "device",
-                  "n_clusters", "preset"]
+                  "n_clusters", "n_clusters_found", "preset"]
 
 #: methods whose result does not depend on the seed: run once, recorded with seed 0
 DETERMINISTIC = {"agglomerative"}
@@ -54,7 +55,7 @@ def run_methods(dataset: str, views: dict[str, np.ndarray], labels, methods, see
         seconds = time.perf_counter() - t0
         records.append({"dataset": dataset, "views": view, "method": method, "seed": int(seed),
                         **evaluate(labels, pred), "seconds": round(seconds, 3), "device": dev,
-                        "n_clusters": k, "preset": preset})
+                        "n_clusters": k, "n_clusters_found": int(len(np.unique(pred))), "preset": preset})
     return records
 
 

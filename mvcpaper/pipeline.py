@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .experiments import records_frame, run_methods, save_records
@@ -24,15 +25,16 @@ def _views_note(cfg: RunConfig) -> str:
             "Xception and ResNet50." + "".join(f" Note: {n}." for n in cfg.notes))
 
 
-def datasets_step(cfg: RunConfig, out_dir, seed: int = 0):
-    """Table 1 (with the paper's values) and a grid of sample images per data set."""
+def datasets_step(cfg: RunConfig, out_dir):
+    """Table 1 (with the paper's values) and a grid of sample images per data set (drawn with
+    the run's first seed)."""
     out = Path(out_dir)
     datasets = [cfg.load(n) for n in cfg.datasets]
     t1 = table1(datasets)
     save_table(t1, "table1", out / "tables", note="Table 1: data sets (reproduced beside the paper's values).")
     figs = {}
     for ds in datasets:
-        figs[ds.name] = fig = sample_grid(ds, seed=seed)
+        figs[ds.name] = fig = sample_grid(ds, seed=cfg.seeds[0])
         save_figure(fig, out / "figures" / f"samples_{ds.name}.png")
     return t1, figs
 
@@ -57,13 +59,14 @@ def features_step(cfg: RunConfig, progress: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fig3_step(cfg: RunConfig, out_dir, seed: int = 0, n_views: int = 3):
-    """Fig. 3: t-SNE of three views of COIL-100 (or the run's first data set), by class."""
+def fig3_step(cfg: RunConfig, out_dir, n_views: int = 3):
+    """Fig. 3: t-SNE (the run's first seed) of three views of COIL-100 (or the run's first data
+    set), by class."""
     ds = cfg.load(cfg.tsne_dataset)
     panels = {}
     for b in cfg.backbones[:n_views]:
         X = cfg.features(ds, b, normalize=True, progress=False)
-        panels[b] = (tsne(X, seed=seed, cache_dir=cfg.cache_dir), ds.labels)
+        panels[b] = (tsne(X, seed=cfg.seeds[0], cache_dir=cfg.cache_dir), ds.labels)
     fig = plot_embeddings(panels, title=f"t-SNE of {ds.name} features, coloured by class ({len(ds)} images)")
     save_figure(fig, Path(out_dir) / "figures" / "fig3_tsne.png")
     return fig
@@ -116,7 +119,8 @@ def _record(cfg, ds, row, framework, seed, k, result, labels_true) -> dict:
 
     return {"dataset": ds.name, "views": row, "method": framework, "seed": int(seed),
             **evaluate(labels_true, result["labels"]), "seconds": round(result["seconds"], 3),
-            "device": str(resolve_device(cfg.device)), "n_clusters": k, "preset": cfg.preset,
+            "device": str(resolve_device(cfg.device)), "n_clusters": k,
+            "n_clusters_found": int(len(np.unique(result["labels"]))), "preset": cfg.preset,
             "from_cache": bool(result.get("cached", False))}
 
 
@@ -143,7 +147,6 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
     """
     import time
 
-    import numpy as np
     from ._utils import tqdm
 
     from .cluster import co_association_consensus

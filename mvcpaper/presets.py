@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import UnknownNameError
 from .deepcluster_study import DeepClusterSettings
-from .data import DATASETS, DatasetNotFoundError, _find_folder, data_root, load_dataset
+from .data import DATASETS, DatasetNotFoundError, data_root, find_dataset_folder, load_dataset
 from .experiments import l2_normalize
 from .features import OFFLINE_BACKBONES, PAPER_BACKBONES, available_backbones, extract_features, get_backbone
 
@@ -101,7 +101,7 @@ _SMOKE = {"idec": {"pretrain_steps": 200, "max_steps": 100}, "dmvc_idec": {"pret
 _DC_CPU = DeepClusterSettings(max_images=3600, k=300, epochs=8, fc_dim=1024, batch_size=64, lr=0.02,
                               crop_scale=(0.5, 1.0), reassign=2.0, k_values=[100, 300, 1000], k_epochs=2)
 _DC_SMOKE = DeepClusterSettings(dataset="synthetic", k=12, epochs=2, fc_dim=256, batch_size=32, lr=0.02,
-                                seeds=[0, 1], k_values=[6, 12], k_epochs=1)
+                                k_values=[6, 12], k_epochs=1)
 
 PRESETS = {
     "smoke": dict(datasets=["synthetic"], backbones=list(OFFLINE_BACKBONES), seeds=[0, 1],
@@ -119,13 +119,21 @@ def _found_datasets(root) -> list[str]:
     base = data_root(root)
     if not base.is_dir():
         raise DatasetNotFoundError(f"the data root {base} does not exist; pass --data-root or set MVCPAPER_DATA")
-    found = [n for n in REAL_DATASETS if _find_folder(DATASETS[n], base) is not None]
+    found = [n for n in REAL_DATASETS if find_dataset_folder(DATASETS[n], base) is not None]
     if not found:
         raise DatasetNotFoundError(
             f"no data set under the data root {base} (looked for {', '.join(f for n in REAL_DATASETS for f in DATASETS[n].folders[:1])}); "
             "run `mvcpaper download umist --data-root ...` or point MVCPAPER_DATA at ../shared/data"
         )
     return found
+
+
+def _check_present(name: str, root) -> None:
+    base = data_root(root)
+    spec = DATASETS[name]
+    if not base.is_dir() or find_dataset_folder(spec, base) is None:
+        raise DatasetNotFoundError(f"data set {name!r} not found under the data root {base} (looked for "
+                                   f"{', '.join(spec.folders)}); to get it: {spec.how_to_get}")
 
 
 def resolve(preset: str = "auto", datasets=None, backbones=None, seeds=None, methods=None, data_root=None,
@@ -163,6 +171,8 @@ def resolve(preset: str = "auto", datasets=None, backbones=None, seeds=None, met
         for d in ds:
             if d not in DATASETS:
                 raise UnknownNameError("data set", d, DATASETS)
+            if DATASETS[d].folders:  # a real set, named: it must be there before anything runs
+                _check_present(d, root)
     elif base["datasets"] is not None:
         ds = list(base["datasets"])
     else:

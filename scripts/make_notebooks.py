@@ -14,7 +14,7 @@ datasets = None         # None: the preset's (e.g. ["coil100", "umist"])
 backbones = None        # None: the preset's (e.g. ["efficientnet_lite0", "efficientnet_lite1"])
 data_root = None        # None: $MVCPAPER_DATA
 device = "auto"         # auto picks CUDA when present
-seed = 0
+seeds = None            # None: the preset's (e.g. [0, 1, 2]); figures use the first
 out_dir = "."           # tables/ and figures/ are written under it
 cache_dir = None        # None: $MVCPAPER_CACHE or ~/.cache/mvcpaper'''
 
@@ -24,7 +24,8 @@ from IPython.display import display, Markdown
 from mvcpaper import pipeline
 from mvcpaper.presets import resolve
 
-cfg = resolve(preset, datasets=datasets, backbones=backbones, data_root=data_root, device=device, cache_dir=cache_dir)
+cfg = resolve(preset, datasets=datasets, backbones=backbones, seeds=seeds, data_root=data_root, device=device,
+              cache_dir=cache_dir)
 out = Path(out_dir)
 print(cfg.describe())'''
 
@@ -33,7 +34,7 @@ NOTEBOOKS = {
         ("md", "# 01 · Data sets\nTable 1 of the paper (images, classes, size) for the data sets this run uses, "
                "next to the paper's values, and a grid of sample images per set."),
         ("params", PARAMS), ("code", RESOLVE),
-        ("code", "t1, figs = pipeline.datasets_step(cfg, out, seed=seed)\ndisplay(t1)"),
+        ("code", "t1, figs = pipeline.datasets_step(cfg, out)\ndisplay(t1)"),
         ("code", "plt.show()"),
     ],
     "02_features": [
@@ -41,7 +42,7 @@ NOTEBOOKS = {
                "cached on disk), then Fig. 3: t-SNE of three views of COIL-100, coloured by class."),
         ("params", PARAMS), ("code", RESOLVE),
         ("code", "feats = pipeline.features_step(cfg)\ndisplay(feats)"),
-        ("code", "fig3 = pipeline.fig3_step(cfg, out, seed=seed)\nplt.show()"),
+        ("code", "fig3 = pipeline.fig3_step(cfg, out)\nplt.show()"),
     ],
     "03_baselines": [
         ("md", "# 03 · Single-view baselines\nKMeans (KM) and Ward agglomerative clustering (AC) on each L2-normalised "
@@ -107,7 +108,7 @@ method_a = "kmeans"     # any registered method, e.g. agglomerative, jule, idec,
 method_b = "agglomerative"
 webgl = None            # None: WebGL scatter above 1500 points, SVG below'''),
         ("code", RESOLVE + "\nfrom mvcpaper.widgets import Explorer"),
-        ("code", "explorer = Explorer(cfg, dataset=explore_dataset, method_a=method_a, method_b=method_b, seed=seed,\n"
+        ("code", "explorer = Explorer(cfg, dataset=explore_dataset, method_a=method_a, method_b=method_b, seed=cfg.seeds[0],\n"
                  "                    webgl=webgl)\nexplorer"),
     ],
 }

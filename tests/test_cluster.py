@@ -4,7 +4,7 @@ from sklearn.cluster import KMeans as SKKMeans
 from sklearn.datasets import make_blobs
 
 from mvcpaper.cluster import METHODS, TorchKMeans, make_method
-from mvcpaper.cluster.kmeans import _lloyd
+from mvcpaper.cluster.kmeans import lloyd
 from mvcpaper.metrics import nmi
 
 
@@ -38,7 +38,7 @@ def test_empty_clusters_are_reseeded():
     X = torch.as_tensor(np.concatenate([rng.normal(0, 1, (50, 2)), rng.normal(10, 1, (50, 2))]), dtype=torch.float32)
     # three centres far from every point: they win no point at the first assignment
     C0 = torch.tensor([[0.0, 0.0], [10.0, 10.0], [1e3, 1e3], [-1e3, 1e3], [1e3, -1e3]])
-    C, labels, _, _ = _lloyd(X, C0, max_iter=50, tol=0.0)
+    C, labels, _, _ = lloyd(X, C0, max_iter=50, tol=0.0)
     counts = np.bincount(labels.numpy(), minlength=5)
     assert (counts > 0).all(), counts
     assert np.abs(C.numpy()).max() < 20
@@ -80,3 +80,36 @@ def test_bad_inputs_give_clear_messages(name):
         make_method(name, 50).fit(X)
     with pytest.raises(ValueError, match="2-D"):
         est.fit(X[0])
+
+
+def _few_distinct_points(n_distinct=30, copies=7, d=8, seed=0):
+    """Many duplicated points: the case where k-means and JULE's initial graph lose clusters."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n_distinct, d)).astype(np.float32)
+    return np.repeat(base, copies, axis=0)
+
+
+@pytest.mark.parametrize("name", ["jule", "dmvc_jule", "torch_kmeans"])
+def test_exactly_n_clusters_where_a_method_can_give_them(name, recwarn):
+    from mvcpaper.cluster.jule import initial_clusters, knn_affinity
+
+    X = _few_distinct_points()  # 210 points, 30 distinct: 30 components in JULE's 1-NN graph
+    assert len(np.unique(initial_clusters(knn_affinity(X, 20)[1]))) < 40
+    params = {"epochs_per_period": 2, "progress": False} if "jule" in name else {}
+    data = [X[:, :4], X[:, 4:]] if name == "dmvc_jule" else X
+    est = make_method(name, 40, seed=0, **params).fit(data)
+    assert len(np.unique(est.labels_)) == 40 == est.n_clusters_found_
+    assert not [w for w in recwarn if "clusters where" in str(w.message)]
+
+
+def test_fewer_clusters_are_said_and_recorded():
+    from mvcpaper.cluster import FewerClustersWarning
+    from mvcpaper.experiments import run_methods
+
+    X = _few_distinct_points(n_distinct=5, copies=10)
+    with pytest.warns(FewerClustersWarning, match="found 5 clusters where n_clusters=8"):
+        est = make_method("kmeans", 8, seed=0).fit(X)
+    assert est.n_clusters_found_ == 5
+    with pytest.warns(FewerClustersWarning):
+        recs = run_methods("dup", {"x": X}, np.repeat(np.arange(5), 10), ["kmeans"], n_clusters=8, progress=False)
+    assert recs[0]["n_clusters"] == 8 and recs[0]["n_clusters_found"] == 5

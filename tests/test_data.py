@@ -1,4 +1,5 @@
 import io
+import json
 import tarfile
 import zipfile
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_png
+from PIL import Image
 
 from mvcpaper.data import (
     CorruptImageError,
@@ -15,7 +17,15 @@ from mvcpaper.data import (
     make_synthetic,
     read_voc2007,
 )
-from mvcpaper.data.download import ChecksumError, Resource, UnsafeArchiveError, fetch, file_digest, safe_extract
+from mvcpaper.data.download import (
+    LOCK_NAME,
+    ChecksumError,
+    Resource,
+    UnsafeArchiveError,
+    fetch,
+    file_digest,
+    safe_extract,
+)
 
 
 # ----------------------------------------------------------------------------- generic layouts
@@ -204,11 +214,41 @@ def test_fetch_bad_checksum_leaves_nothing(tmp_path):
     assert list((tmp_path / "dl").iterdir()) == []
 
 
-def test_fetch_without_checksum_warns_with_sha256(tmp_path):
+def test_first_download_is_locked_and_later_mismatches_refused(tmp_path):
     src = tmp_path / "payload.bin"
     src.write_bytes(b"abc")
-    with pytest.warns(UserWarning, match=file_digest(src)):
-        fetch(Resource(src.as_uri(), "d.bin", None), tmp_path / "dl", progress=False)
+    lock = tmp_path / "dl" / LOCK_NAME
+    res = Resource(src.as_uri(), "d.bin", None)
+    with pytest.warns(UserWarning, match=file_digest(src)):  # no published checksum: trusted on first use
+        got = fetch(res, tmp_path / "dl", progress=False, lock=lock)
+    assert json.loads(lock.read_text()) == {"d.bin": file_digest(src)}
+    assert fetch(res, tmp_path / "dl", progress=False, lock=lock) == got  # verified against the lock
+    got.write_bytes(b"abd")  # the copy on disk changed
+    with pytest.raises(ChecksumError, match=r"d\.bin has sha256 .* recorded .*delete .*d\.bin and run"):
+        fetch(res, tmp_path / "dl", progress=False, lock=lock, refetch="run `mvcpaper download x` again")
+    got.unlink()
+    src.write_bytes(b"the publisher changed it")  # a new download that differs from the first
+    with pytest.raises(ChecksumError, match="recorded"):
+        fetch(res, tmp_path / "dl", progress=False, lock=lock)
+    assert not got.exists()
+
+
+def test_failed_download_is_one_clear_error_and_leaves_no_folder(tmp_path, monkeypatch):
+    import dataclasses
+
+    import mvcpaper.data as data
+    from mvcpaper.data.download import DownloadError
+
+    res = Resource((tmp_path / "nowhere" / "umist_cropped.mat").as_uri(), "umist_cropped.mat", None)
+    monkeypatch.setitem(data.DATASETS, "umist", dataclasses.replace(data.DATASETS["umist"], resources=(res,)))
+    root = tmp_path / "data"
+    root.mkdir()
+    with pytest.raises(DownloadError, match="cannot download file:.*umist_cropped.mat"):
+        data.download_dataset("umist", root, progress=False)
+    assert list(root.iterdir()) == []
+    (root / "umist").mkdir()  # an empty folder (another tool's failed download) is not a data set
+    with pytest.raises(DatasetNotFoundError, match="not found"):
+        load_dataset("umist", root=root)
 
 
 def test_safe_extract_zip_and_tar(tmp_path):
@@ -270,3 +310,74 @@ def test_download_then_load_official_coil_zip(tmp_path, monkeypatch):
     ds = load_dataset("coil100", root=root, download=True)
     assert len(ds) == 6 and ds.n_classes == 2 and ds.info["layout"].startswith("COIL-100 official")
     assert (root / "coil-100" / ".downloads" / "coil-100.zip").is_file()
+
+
+# ----------------------------------------------------------------------------- user folders, as found
+
+@pytest.mark.parametrize("names", [["img.png", "img1.png", "img10.png", "img2.png"],
+                                   ["cat.jpg", "cat2.jpg", "10.png", "a1b.png", "a.png", "B.png", "1.png"]])
+def test_any_mix_of_file_names_sorts(tmp_path, names):
+    for layout in ("flat", "subfolders"):
+        root = tmp_path / layout
+        folder = root / ("images" if layout == "flat" else "c")
+        for n in names:
+            write_png(folder / n, (1, 2, 3))
+        if layout == "flat":
+            (root / "labels.txt").write_text("0\n" * len(names))
+        ds = load_dataset("folder", root=root)
+        assert len(ds) == len(names)
+    order = [p.name for p in ds.paths]
+    if "img.png" in names:
+        assert order == ["img.png", "img1.png", "img2.png", "img10.png"]
+    else:
+        assert order.index("1.png") < order.index("10.png") and order.index("cat.jpg") < order.index("cat2.jpg")
+
+
+def test_16_bit_and_float_images_keep_their_contrast(tmp_path):
+    ramp = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    (tmp_path / "c0").mkdir()
+    (tmp_path / "c1").mkdir()
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "c0" / "a.png")
+    Image.fromarray((ramp * 7.5 - 2.0).astype(np.float32)).save(tmp_path / "c1" / "b.tif")
+    ds = load_dataset("folder", root=tmp_path)
+    for i in range(2):
+        grey = np.asarray(ds.load_image(i))[..., 0].astype(int)
+        assert grey.min() <= 1 and grey.max() >= 254  # the whole range, not clipped to white or black
+        assert np.abs(grey - np.round(ramp * 255)).max() <= 1
+
+
+def test_labels_file_encodings_and_integer_labels(tmp_path):
+    for i in range(4):
+        write_png(tmp_path / "images" / f"{i}.png", (i, 0, 0))
+    (tmp_path / "labels.txt").write_bytes("\ufeff1\n01\n2\n2\n".encode("utf-8"))  # BOM, "1" and "01"
+    ds = load_dataset("folder", root=tmp_path)
+    assert ds.n_classes == 2 and list(ds.labels) == [0, 0, 1, 1] and ds.class_names == ["1", "2"]
+    (tmp_path / "labels.txt").write_bytes("chat\ncaf\xe9\nchat\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"labels\.txt, line 2: not UTF-8"):
+        load_dataset("folder", root=tmp_path)
+    (tmp_path / "labels.txt").write_text("1\n\n2\n2\n")
+    with pytest.raises(DatasetError, match=r"labels\.txt, line 2: empty line"):
+        load_dataset("folder", root=tmp_path)
+
+
+def test_empty_class_folder_warns(tmp_path):
+    write_png(tmp_path / "cat" / "0.png", (1, 1, 1))
+    (tmp_path / "dog").mkdir()
+    with pytest.warns(UserWarning, match="dog"):
+        ds = load_dataset("folder", root=tmp_path)
+    assert ds.class_names == ["cat"]
+
+
+def test_labels_folder_and_dangling_links_are_named(tmp_path):
+    write_png(tmp_path / "a" / "images" / "0.png", (1, 1, 1))
+    (tmp_path / "a" / "labels.txt").mkdir()
+    with pytest.raises(DatasetError, match=r"labels\.txt is a folder"):
+        load_dataset("folder", root=tmp_path / "a")
+    write_png(tmp_path / "b" / "images" / "0.png", (1, 1, 1))
+    (tmp_path / "b" / "labels.txt").symlink_to(tmp_path / "nowhere.txt")
+    with pytest.raises(DatasetError, match=r"labels\.txt is a symbolic link .*nowhere\.txt"):
+        load_dataset("folder", root=tmp_path / "b")
+    write_png(tmp_path / "c" / "cat" / "0.png", (1, 1, 1))
+    (tmp_path / "c" / "cat" / "1.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(DatasetError, match=r"1\.png is a symbolic link .*gone\.png"):
+        load_dataset("folder", root=tmp_path / "c")

@@ -48,6 +48,26 @@ def test_explicit_missing_file_is_an_error(tmp_path):
         resolve_weights("resnet50", tmp_path / "nope.pth")
 
 
+def test_weights_files_that_are_not_the_backbones_say_so(tmp_path):
+    from mvcpaper.features import WeightsFileError
+
+    _, resnet = _random_resnet_state(tmp_path)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(bytes(range(256)) * 40)
+    empty = tmp_path / "empty.safetensors"
+    empty.touch()
+    cases = [(junk, WeightsFileError, "cannot read .*junk.pth"), (empty, WeightsFileError, "empty.safetensors is empty"),
+             (tmp_path, WeightsNotFoundError, "is a folder"),
+             (resnet, WeightsFileError, "does not hold weights of efficientnet_lite0.*another architecture")]
+    for path, err, match in cases:
+        with pytest.raises(err, match=match) as info:
+            build_model("efficientnet_lite0", weights=path)
+        assert "\n" not in str(info.value)
+    lite1 = resolve_weights("efficientnet_lite1").path  # the package's format, another variant
+    with pytest.raises(WeightsFileError, match="efficientnet_lite0"):
+        build_model("efficientnet_lite0", weights=lite1)
+
+
 def test_shipped_weights_are_found():
     src = resolve_weights("efficientnet_lite0")
     assert src.kind == "shipped" and src.path.is_file() and "lite0" in src.weights_id

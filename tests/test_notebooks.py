@@ -74,10 +74,3 @@ def test_explore_notebook_runs_in_batch(tmp_path):
     outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
-
-
-def test_reproduce_rejects_an_unknown_notebook(tmp_path):
-    from mvcpaper.reproduce import reproduce
-
-    with pytest.raises(ValueError, match="unknown notebook"):
-        reproduce("smoke", out_dir=tmp_path, notebooks=["99_nothing"])

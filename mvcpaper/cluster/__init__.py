@@ -9,14 +9,14 @@ from __future__ import annotations
 import inspect
 
 from ..errors import UnknownNameError
-from ._base import ClusterBase, check_n_clusters, check_views
+from ._base import ClusterBase, FewerClustersWarning, check_n_clusters, check_views
 from .baselines import Agglomerative, KMeans
 from .idec import DEC, IDEC
 from .jule import JULE
 from .kmeans import TorchKMeans
 from .multiview import DMVC, DMVCIDEC, DMVCJULE, MVEC, co_association_consensus
 
-__all__ = ["METHODS", "make_method", "list_methods", "ClusterBase", "check_views", "check_n_clusters",
+__all__ = ["METHODS", "make_method", "list_methods", "ClusterBase", "FewerClustersWarning", "check_views", "check_n_clusters",
            "KMeans", "Agglomerative", "TorchKMeans", "IDEC", "DEC", "JULE", "DMVCJULE", "DMVCIDEC", "DMVC", "MVEC",
            "co_association_consensus"]
 

@@ -1,10 +1,16 @@
 """What every clustering method shares: input validation and the estimator contract."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-__all__ = ["ClusterBase", "check_views", "check_n_clusters"]
+__all__ = ["ClusterBase", "check_views", "check_n_clusters", "FewerClustersWarning"]
+
+
+class FewerClustersWarning(UserWarning):
+    """A method returned fewer clusters than ``n_clusters`` (``n_clusters_found_`` says how many)."""
 
 
 def _check_one(X, name: str) -> np.ndarray:
@@ -63,6 +69,16 @@ class ClusterBase(ClusterMixin, BaseEstimator):
     def _single(self, X) -> np.ndarray:
         views = self._views(X)
         return views[0] if len(views) == 1 else np.concatenate(views, axis=1)
+
+    def _set_labels(self, labels, expected: bool = True) -> None:
+        """Store ``labels_`` and ``n_clusters_found_``; warn when fewer clusters than asked were
+        found (``expected=False``: the method chooses its own number, e.g. PIC)."""
+        self.labels_ = np.asarray(labels)
+        self.n_clusters_found_ = int(len(np.unique(self.labels_)))
+        if expected and self.n_clusters_found_ < self.n_clusters:
+            warnings.warn(f"{type(self).__name__} found {self.n_clusters_found_} clusters where n_clusters="
+                          f"{self.n_clusters} were asked (duplicated points, or clusters emptied during "
+                          "training); labels_ holds the clusters found", FewerClustersWarning, stacklevel=3)
 
     def fit_predict(self, X, y=None):
         return self.fit(X).labels_

@@ -24,7 +24,8 @@ class KMeans(ClusterBase):
     def fit(self, X, y=None):
         km = _KM(self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, random_state=self.random_state)
         km.fit(self._single(X))
-        self.labels_, self.cluster_centers_, self.inertia_ = km.labels_, km.cluster_centers_, km.inertia_
+        self.cluster_centers_, self.inertia_ = km.cluster_centers_, km.inertia_
+        self._set_labels(km.labels_)
         return self
 
     def transform(self, X):
@@ -45,5 +46,5 @@ class Agglomerative(ClusterBase):
 
     def fit(self, X, y=None):
         ac = _AC(self.n_clusters, linkage=self.linkage)
-        self.labels_ = ac.fit_predict(self._single(X))
+        self._set_labels(ac.fit_predict(self._single(X)))
         return self

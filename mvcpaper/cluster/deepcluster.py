@@ -256,7 +256,7 @@ def kmeans_pseudolabels(X: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0
     farthest from its centre in the largest cluster is moved into it. Returns the labels
     and the mean squared distance to the assigned centre.
     """
-    from .kmeans import _lloyd, assign, kmeans_plusplus
+    from .kmeans import fill_empty_clusters, kmeans_plusplus, lloyd
 
     n = X.shape[0]
     check_n_clusters(k, n)
@@ -267,17 +267,8 @@ def kmeans_pseudolabels(X: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0
         C0 = kmeans_plusplus(X, k, gen)
     else:
         raise ValueError(f"init must be 'random' or 'k-means++', got {init!r}")
-    C, labels, _, _ = _lloyd(X, C0, n_iter, tol=0.0)
-    labels, d = assign(X, C)
-    labels, d = labels.cpu().numpy().copy(), d.cpu().numpy().copy()
-    counts = np.bincount(labels, minlength=k)
-    for j in np.flatnonzero(counts == 0):
-        big = int(counts.argmax())
-        members = np.flatnonzero(labels == big)
-        i = members[d[members].argmax()]
-        labels[i], d[i] = j, 0.0
-        counts[big] -= 1
-        counts[j] += 1
+    _, labels, d, _ = lloyd(X, C0, n_iter, tol=0.0)
+    labels, d = fill_empty_clusters(labels.cpu().numpy(), d.cpu().numpy(), k)
     return labels, float(d.mean())
 
 
@@ -597,7 +588,8 @@ class DeepCluster(ClusterBase):
             self._save(epoch + 1, last)
         bar.close()
         gen, rng = self._seed(self.epochs)
-        self.labels_, _ = self._cluster(self.features(images), int(rng.integers(2 ** 31)))
+        labels, _ = self._cluster(self.features(images), int(rng.integers(2 ** 31)))
+        self._set_labels(labels, expected=self.clusterer == "kmeans")
         return self
 
     def transform(self, X) -> np.ndarray:

@@ -259,7 +259,7 @@ class IDEC(ClusterBase):
             z_all = self._embed(Xt)
             q_all = soft_assign(z_all, centers, self.alpha)
         self.embedding_ = z_all.cpu().numpy()
-        self.labels_ = q_all.argmax(1).cpu().numpy()
+        self._set_labels(q_all.argmax(1).cpu().numpy())
         self.cluster_centers_ = centers.detach().cpu().numpy()
         self.n_epochs_ = epoch + 1
         return self

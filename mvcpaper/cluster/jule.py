@@ -69,15 +69,33 @@ def knn_affinity(Z: np.ndarray, k: int):
     return W, idx
 
 
-def initial_clusters(nn_idx: np.ndarray) -> np.ndarray:
-    """Connected components of the graph linking every sample to its nearest neighbour."""
+def initial_clusters(nn_idx: np.ndarray, W=None, min_clusters: int = 1) -> np.ndarray:
+    """Connected components of the graph linking every sample to its nearest neighbour.
+
+    When that gives fewer than ``min_clusters`` components (small sets, many clusters,
+    duplicated points), the weakest links (lowest affinity in ``W``) are cut until there
+    are at least ``min_clusters``: the graph is a forest plus one cycle per component, so
+    each cut of a tree edge adds one component, and merging can then reach any number.
+    """
     from scipy import sparse
     from scipy.sparse.csgraph import connected_components
 
     n = nn_idx.shape[0]
-    g = sparse.csr_matrix((np.ones(n), (np.arange(n), nn_idx[:, 0])), shape=(n, n))
-    _, labels = connected_components(g, directed=True, connection="weak")
-    return labels
+    src, dst = np.arange(n), nn_idx[:, 0]
+    keep = np.ones(n, dtype=bool)
+    while True:
+        g = sparse.csr_matrix((np.ones(int(keep.sum())), (src[keep], dst[keep])), shape=(n, n))
+        c, labels = connected_components(g, directed=True, connection="weak")
+        if c >= min_clusters or not keep.any():
+            return labels
+        if W is None:
+            raise ValueError("initial_clusters needs the affinities W to split components")
+        edge = np.minimum(src, dst) * n + np.maximum(src, dst)  # undirected: a mutual pair is one link
+        weight = np.asarray(W[src, dst]).ravel()
+        live = np.unique(edge[keep])
+        strength = {e: w for e, w in zip(edge, weight)}
+        weakest = sorted(live, key=lambda e: (strength[e], e))[: min_clusters - c]
+        keep &= ~np.isin(edge, weakest)
 
 
 class AffinityMerger:
@@ -403,7 +421,7 @@ class JULE(ClusterBase):
         self.opt_ = torch.optim.Adam(self._param_groups(), lr=self.lr, weight_decay=self.weight_decay)
 
         W, nn_idx = knn_affinity(Z, self.k_s)
-        labels = initial_clusters(nn_idx)
+        labels = initial_clusters(nn_idx, W, min_clusters=k)
         merger = AffinityMerger(W, labels, self.k_c, self.lam)
         # plan the periods from the start, so the progress bar knows its length
         plan, c = [], merger.n_clusters
@@ -434,10 +452,10 @@ class JULE(ClusterBase):
         bar.close()
         if self.recluster and plan:  # (no plan: the initial clusters are already at most k)
             W, nn_idx = knn_affinity(Z, self.k_s)
-            final = AffinityMerger(W, initial_clusters(nn_idx), self.k_c, self.lam)
+            final = AffinityMerger(W, initial_clusters(nn_idx, W, min_clusters=k), self.k_c, self.lam)
             final.merge(max(final.n_clusters - k, 0))
             labels = final.compact_labels()
-        self.labels_ = labels
+        self._set_labels(labels)
         self.embedding_ = Z
         return self
 

@@ -12,7 +12,7 @@ import numpy as np
 from .._utils import resolve_device
 from ._base import ClusterBase
 
-__all__ = ["TorchKMeans", "kmeans_plusplus", "assign"]
+__all__ = ["TorchKMeans", "kmeans_plusplus", "assign", "lloyd", "fill_empty_clusters"]
 
 
 def _sq_norms(X):
@@ -57,7 +57,13 @@ def kmeans_plusplus(X, k: int, generator, n_local_trials: int | None = None):
     return torch.stack(centers)
 
 
-def _lloyd(X, C, max_iter: int, tol: float):
+def lloyd(X, C, max_iter: int, tol: float):
+    """Lloyd iterations from centres ``C``: ``(centres, labels, squared distances, iterations)``.
+
+    An empty cluster is re-seeded with the point farthest from its centre (never twice the
+    same point, as scikit-learn relocates them); stop when the summed squared centre shift
+    is at most ``tol`` and no cluster was empty.
+    """
     import torch
 
     k = C.shape[0]
@@ -69,8 +75,6 @@ def _lloyd(X, C, max_iter: int, tol: float):
         new_c = sums / counts.clamp_min(1)[:, None].to(X.dtype)
         empty = torch.nonzero(counts == 0).flatten()
         if len(empty):
-            # re-seed each empty cluster with the point farthest from its centre,
-            # never twice the same point (as scikit-learn relocates them)
             far = torch.argsort(d, descending=True)[: len(empty)]
             new_c[empty] = X[far]
         shift = ((new_c - C) ** 2).sum()
@@ -78,7 +82,24 @@ def _lloyd(X, C, max_iter: int, tol: float):
         if shift <= tol and not len(empty):
             break
     labels, d = assign(X, C)
-    return C, labels, d.sum(), n_iter
+    return C, labels, d, n_iter
+
+
+def fill_empty_clusters(labels: np.ndarray, d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Give every one of the ``k`` clusters a member: each empty one takes the point farthest
+    from its centre in the largest cluster (its distance becomes 0). With duplicated points
+    Lloyd's re-seeding can leave a cluster empty (a tie goes to the other centre); this keeps
+    exactly ``k`` clusters whenever there are at least ``k`` points."""
+    labels, d = labels.copy(), d.copy()
+    counts = np.bincount(labels, minlength=k)
+    for j in np.flatnonzero(counts == 0):
+        big = int(counts.argmax())
+        members = np.flatnonzero(labels == big)
+        i = members[d[members].argmax()]
+        labels[i], d[i] = j, 0.0
+        counts[big] -= 1
+        counts[j] += 1
+    return labels, d
 
 
 class TorchKMeans(ClusterBase):
@@ -126,14 +147,18 @@ class TorchKMeans(ClusterBase):
         best = None
         for _ in range(max(1, self.n_init)):
             C0 = kmeans_plusplus(Xt, self.n_clusters, gen)
-            C, labels, inertia, n_iter = _lloyd(Xt, C0, self.max_iter, tol)
-            if best is None or inertia < best[2]:
-                best = (C, labels, float(inertia), n_iter)
-        C, labels, inertia, n_iter = best
-        self.cluster_centers_ = C.cpu().numpy()
-        self.labels_ = labels.cpu().numpy()
-        self.inertia_ = inertia
+            C, labels, d, n_iter = lloyd(Xt, C0, self.max_iter, tol)
+            if best is None or float(d.sum()) < float(best[2].sum()):
+                best = (C, labels, d, n_iter)
+        C, labels, d, n_iter = best
+        labels, d = fill_empty_clusters(labels.cpu().numpy(), d.cpu().numpy(), self.n_clusters)
+        C = C.cpu().numpy()
+        for j in np.unique(labels):  # centres of the clusters fill_empty_clusters changed
+            C[j] = Xn[labels == j].mean(0)
+        self.cluster_centers_ = C
+        self.inertia_ = float(d.sum())
         self.n_iter_ = n_iter
+        self._set_labels(labels)
         return self
 
     def predict(self, X):

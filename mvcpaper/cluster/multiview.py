@@ -198,7 +198,7 @@ class MVEC(ClusterBase):
             est = make_method(self.base, self.n_clusters, seed=self.random_state, device=self.device,
                               progress=self.progress, **params)
             self.partitions_.append(est.fit_predict(v))
-        self.labels_ = co_association_consensus(self.partitions_, self.n_clusters)
+        self._set_labels(co_association_consensus(self.partitions_, self.n_clusters))
         return self
 
 

@@ -12,13 +12,14 @@ official layout or the generic ``images/ + labels.txt`` layout.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..errors import UnknownNameError
 from .base import CorruptImageError, DatasetError, DatasetNotFoundError, ImageDataset
-from .download import Resource, fetch, safe_extract
+from .download import LOCK_NAME, Resource, fetch, safe_extract, verify_checksum
 from .loaders import (
     read_class_subfolders,
     read_coil100_official,
@@ -31,29 +32,16 @@ from .synthetic import make_synthetic
 
 __all__ = [
     "DATASETS", "DatasetSpec", "ImageDataset", "load_dataset", "download_dataset", "data_root",
-    "list_datasets", "make_synthetic", "DatasetError", "DatasetNotFoundError", "CorruptImageError",
+    "list_datasets", "find_dataset_folder", "make_synthetic", "DatasetError", "DatasetNotFoundError", "CorruptImageError",
     "read_folder", "read_labelled_folder", "read_class_subfolders", "read_coil100_official",
     "read_umist_mat", "read_voc2007",
 ]
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A registry entry: where a data set lives under the root and how to read it."""
-
-    name: str
-    description: str
-    folders: tuple[str, ...] = ()          # candidate folder names under the data root
-    resources: tuple[Resource, ...] = ()   # what `download` fetches into the folder
-    paper: dict = field(default_factory=dict)  # the paper's Table 1 row
-    how_to_get: str = ""
-
-
 def _read_coil100(folder: Path, **_) -> ImageDataset:
     for cand in (folder, folder / "coil-100"):
         if (cand / "labels.txt").is_file():
-            ds = read_labelled_folder(cand, "coil100")
-            return ds
+            return read_labelled_folder(cand, "coil100")
         if cand.is_dir() and any(cand.glob("obj*__*.png")):
             return read_coil100_official(cand, "coil100")
     raise DatasetError(f"{folder} holds neither images/+labels.txt nor obj<N>__<angle>.png files")
@@ -64,6 +52,8 @@ def _read_umist(folder: Path, **_) -> ImageDataset:
         return read_labelled_folder(folder, "umist")
     mats = sorted(folder.glob("*.mat"))
     if mats:
+        if (folder / LOCK_NAME).is_file():  # downloaded here: the file must still be the one fetched
+            verify_checksum(mats[0], None, folder / LOCK_NAME, refetch="run `mvcpaper download umist`")
         return read_umist_mat(mats[0], "umist")
     raise DatasetError(f"{folder} holds neither images/+labels.txt nor umist_cropped.mat")
 
@@ -77,31 +67,41 @@ def _read_voc(folder: Path, split: str = "all", rule: str = "single_object", **_
     raise DatasetError(f"{folder} holds no VOCdevkit/VOC2007 tree (Annotations/ + JPEGImages/)")
 
 
-_READERS: dict[str, Callable[..., ImageDataset]] = {
-    "coil100": _read_coil100,
-    "umist": _read_umist,
-    "voc2007": _read_voc,
-}
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registry entry: where a data set lives under the root, how to read and to get it.
 
+    ``reader(folder, **options)`` reads the data set's folder; ``None`` for the sets that
+    :func:`load_dataset` builds itself (``folder``: a path the user gives; ``synthetic``).
+    """
+
+    name: str
+    reader: Callable[..., ImageDataset] | None = None
+    folders: tuple[str, ...] = ()          # candidate folder names under the data root
+    resources: tuple[Resource, ...] = ()   # what `download` fetches into the folder
+    paper: dict = field(default_factory=dict)  # the paper's Table 1 row
+    how_to_get: str = ""
+
+
+# COIL-100 and UMist: https; their publishers give no checksum, so the first download's sha256
+# is recorded in a lock file beside the data. VOC's host serves the files over http only (as
+# torchvision fetches them); its published md5 is checked.
 DATASETS: dict[str, DatasetSpec] = {
     "coil100": DatasetSpec(
-        "coil100", "Columbia Object Image Library: 100 objects x 72 turntable poses",
-        folders=("coil-100", "coil100", "COIL-100"),
-        resources=(Resource("http://www.cs.columbia.edu/CAVE/databases/SLAM_coil-20_coil-100/coil-100/coil-100.zip",
+        "coil100", _read_coil100, folders=("coil-100", "coil100", "COIL-100"),
+        resources=(Resource("https://www.cs.columbia.edu/CAVE/databases/SLAM_coil-20_coil-100/coil-100/coil-100.zip",
                             "coil-100.zip", None),),
         paper={"n_images": 7200, "n_classes": 100, "size": "128x128"},
         how_to_get="`mvcpaper download coil100` (official zip, 125 MB) or copy an images/+labels.txt folder there",
     ),
     "umist": DatasetSpec(
-        "umist", "Sheffield (UMIST) face database, cropped: 20 people, 19-48 views each",
-        folders=("umist", "UMist", "UMIST"),
+        "umist", _read_umist, folders=("umist", "UMist", "UMIST"),
         resources=(Resource("https://cs.nyu.edu/~roweis/data/umist_cropped.mat", "umist_cropped.mat", None),),
         paper={"n_images": 575, "n_classes": 20, "size": "112x92"},
         how_to_get="`mvcpaper download umist` (umist_cropped.mat) or copy an images/+labels.txt folder there",
     ),
     "voc2007": DatasetSpec(
-        "voc2007", "PASCAL VOC 2007, single-object images (selection rule: see read_voc2007)",
-        folders=("voc2007", "VOC2007", "VOCdevkit"),
+        "voc2007", _read_voc, folders=("voc2007", "VOC2007", "VOCdevkit"),
         resources=(
             Resource("http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
                      "VOCtrainval_06-Nov-2007.tar", "md5:c52e279531787c972589f7e41ab4ae64"),
@@ -111,8 +111,8 @@ DATASETS: dict[str, DatasetSpec] = {
         paper={"n_images": 2841, "n_classes": 20, "size": "variable"},
         how_to_get="`mvcpaper download voc2007` (two tars, about 900 MB)",
     ),
-    "folder": DatasetSpec("folder", "any labelled image folder: images/+labels.txt, or one sub-folder per class"),
-    "synthetic": DatasetSpec("synthetic", "generated COIL-like turntable set (seeded; for tests and the smoke preset)"),
+    "folder": DatasetSpec("folder"),
+    "synthetic": DatasetSpec("synthetic"),
 }
 
 
@@ -138,24 +138,40 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser()
 
 
-def _find_folder(spec: DatasetSpec, root: Path) -> Path | None:
+def find_dataset_folder(spec: DatasetSpec, root: Path) -> Path | None:
+    """The first of ``spec.folders`` under ``root`` that holds something (an empty folder, or
+    one left with only hidden files by a failed download, does not count)."""
     for f in spec.folders:
-        if (root / f).is_dir():
-            return root / f
+        folder = root / f
+        if folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir()):
+            return folder
     return None
 
 
 def download_dataset(name: str, root: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """Fetch and extract a data set's official files into ``<root>/<folder>``."""
+    """Fetch and extract a data set's official files into ``<root>/<folder>``.
+
+    Every file is checked against its published checksum and against the sha256 recorded in
+    the folder's lock file at its first download. On any failure, a folder this call created
+    is removed again, so a failed download never looks like a data set.
+    """
     spec = get_spec(name)
     if not spec.resources:
         raise ValueError(f"data set {name!r} has nothing to download")
     folder = data_root(root) / spec.folders[0]
-    for res in spec.resources:
-        if res.filename.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
-            safe_extract(fetch(res, folder / ".downloads", progress=progress), folder)
-        else:
-            fetch(res, folder, progress=progress)
+    created = not folder.exists()
+    lock = folder / LOCK_NAME
+    refetch = f"run `mvcpaper download {name}` again"
+    try:
+        for res in spec.resources:
+            if res.filename.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
+                safe_extract(fetch(res, folder / ".downloads", progress=progress, lock=lock, refetch=refetch), folder)
+            else:
+                fetch(res, folder, progress=progress, lock=lock, refetch=refetch)
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return folder
 
 
@@ -197,7 +213,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
         base = data_root(root)
         if not base.is_dir():
             raise DatasetNotFoundError(f"the data root {base} does not exist; pass root=... or set MVCPAPER_DATA")
-        folder = _find_folder(spec, base)
+        folder = find_dataset_folder(spec, base)
         if folder is None and download:
             folder = download_dataset(name, base)
         if folder is None:
@@ -206,7 +222,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
                 f"data set {name!r} not found: looked in {looked}. To get it: {spec.how_to_get}, "
                 f"or call load_dataset({name!r}, download=True)."
             )
-        ds = _READERS[name](folder, **options)
+        ds = spec.reader(folder, **options)
         ds.info.setdefault("paper", spec.paper)
     if max_per_class:
         import numpy as np

@@ -6,19 +6,23 @@ with ``file://`` URLs and :func:`safe_extract` on archives they write.
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import shutil
 import tarfile
 import tempfile
+import urllib.error
 import urllib.request
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._utils import atomic_path
-from ..errors import MvcpaperError
+from .._utils import atomic_path, tqdm
+from ..errors import DownloadError, MvcpaperError
 
-__all__ = ["Resource", "fetch", "file_digest", "verify_checksum", "safe_extract", "ChecksumError", "UnsafeArchiveError"]
+__all__ = ["Resource", "fetch", "file_digest", "verify_checksum", "safe_extract", "ChecksumError", "UnsafeArchiveError",
+           "DownloadError", "LOCK_NAME"]
 
 
 class ChecksumError(MvcpaperError):
@@ -34,8 +38,9 @@ class Resource:
     """One downloadable file.
 
     ``checksum`` is ``"sha256:<hex>"`` or ``"md5:<hex>"`` (VOC's publishers give md5),
-    or ``None`` where no checksum is published that we could check: then the file is
-    accepted on first use and its sha256 is printed so that it can be pinned here.
+    or ``None`` where no checksum is published: then the first download is trusted and
+    its sha256 recorded in the data set's lock file (:data:`LOCK_NAME`), which every later
+    download must match.
     """
 
     url: str
@@ -51,46 +56,79 @@ def file_digest(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> 
     return h.hexdigest()
 
 
-def verify_checksum(path: Path, checksum: str | None) -> str:
-    """Check ``path`` against ``checksum``; return its sha256. Raise :class:`ChecksumError`."""
+#: beside each downloaded data set: the sha256 of every file fetched into it, recorded at its
+#: first download (trust on first use where the publisher gives no checksum)
+LOCK_NAME = ".sha256-lock.json"
+
+
+def _read_lock(lock: Path) -> dict:
+    try:
+        return json.loads(lock.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ChecksumError(f"the lock file {lock} cannot be read ({exc}); delete it to record the checksums "
+                            "anew at the next download") from None
+
+
+def verify_checksum(path: Path, checksum: str | None, lock: Path | None = None, name: str | None = None,
+                    refetch: str = "download it again") -> str:
+    """Check ``path`` against the published ``checksum`` and against the sha256 that ``lock``
+    recorded for ``name`` (default: the file's name) at its first download; record it there
+    if it is new. Return the sha256. Raise :class:`ChecksumError` on any mismatch."""
+    name = name or path.name
     sha256 = file_digest(path, "sha256")
-    if checksum is None:
-        warnings.warn(
-            f"{path.name}: no published checksum to verify against; accepted on first use "
-            f"with sha256 {sha256}. Pin it in mvcpaper/data/__init__.py if you trust this copy.",
-            stacklevel=2,
-        )
+    if checksum is not None:
+        algo, _, expected = checksum.partition(":")
+        if algo not in ("sha256", "md5") or not expected:
+            raise ValueError(f"checksum must look like 'sha256:<hex>' or 'md5:<hex>', not {checksum!r}")
+        actual = sha256 if algo == "sha256" else file_digest(path, "md5")
+        if actual.lower() != expected.lower():
+            raise ChecksumError(f"{name} has {algo} {actual}, but its publisher gives {expected}: the download is "
+                                f"damaged or the file was changed; delete it and {refetch}")
+    if lock is None:
         return sha256
-    algo, _, expected = checksum.partition(":")
-    if algo not in ("sha256", "md5") or not expected:
-        raise ValueError(f"checksum must look like 'sha256:<hex>' or 'md5:<hex>', not {checksum!r}")
-    actual = sha256 if algo == "sha256" else file_digest(path, "md5")
-    if actual.lower() != expected.lower():
-        raise ChecksumError(f"{path} has {algo} {actual}, expected {expected}; the download is damaged or changed")
+    recorded = _read_lock(lock)
+    if name in recorded and recorded[name] != sha256:
+        raise ChecksumError(f"{name} has sha256 {sha256}, but {lock} recorded {recorded[name]} at its first "
+                            f"download; delete {lock.parent / name if path.name != name else path} and {refetch} "
+                            f"(if the publisher changed the file on purpose, delete its line in {lock.name} too)")
+    if name not in recorded:
+        if checksum is None:
+            warnings.warn(f"{name}: its publisher gives no checksum; accepted on first use, sha256 {sha256} "
+                          f"recorded in {lock}: every later download must match it", stacklevel=2)
+        with atomic_path(lock) as tmp:
+            tmp.write_text(json.dumps({**recorded, name: sha256}, indent=1, sort_keys=True))
     return sha256
 
 
-def fetch(resource: Resource, dest_dir: Path, progress: bool = True) -> Path:
+def fetch(resource: Resource, dest_dir: Path, progress: bool = True, lock: Path | None = None,
+          refetch: str = "download it again", timeout: float = 60.0) -> Path:
     """Download ``resource`` into ``dest_dir`` (skipped if a verified copy is there).
 
-    The bytes go to a temporary file that is renamed into place only after the
-    checksum passed, so an interrupted or damaged download leaves nothing behind.
+    The bytes go to a temporary file that is renamed into place only after the checksums
+    passed (see :func:`verify_checksum`), so an interrupted or damaged download leaves
+    nothing behind. A network failure is a :class:`DownloadError` naming the URL.
     """
-    from .._utils import tqdm
-
     dest_dir = Path(dest_dir)
     final = dest_dir / resource.filename
     if final.is_file():
-        verify_checksum(final, resource.checksum)
+        verify_checksum(final, resource.checksum, lock, refetch=refetch)
         return final
-    with atomic_path(final) as tmp:
-        with urllib.request.urlopen(resource.url) as resp, open(tmp, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=resource.filename, disable=not progress) as bar:
-                while block := resp.read(1 << 20):
-                    out.write(block)
-                    bar.update(len(block))
-        verify_checksum(tmp, resource.checksum)
+    try:
+        with atomic_path(final) as tmp:
+            with urllib.request.urlopen(resource.url, timeout=timeout) as resp, open(tmp, "wb") as out:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=resource.filename,
+                          disable=not progress) as bar:
+                    while block := resp.read(1 << 20):
+                        out.write(block)
+                        bar.update(len(block))
+            verify_checksum(tmp, resource.checksum, lock, name=resource.filename, refetch=refetch)
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise DownloadError(f"cannot download {resource.url} ({reason}); check the internet connection, or "
+                            f"fetch the file by hand into {final}") from None
     return final
 
 

@@ -5,7 +5,9 @@ images (that happens lazily, at feature extraction), so loading 7200 files is fa
 """
 from __future__ import annotations
 
+import os
 import re
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,19 +24,68 @@ VOC_CLASSES = (
 )
 
 
-def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-
-
 def _natural_key(p: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)] + [p.suffix]
+    """Sort key for any mix of names: runs of digits compare as numbers, the rest as text
+    (``img.png < img1.png < img2.png < img10.png``; numbers before letters)."""
+    parts = [(0, int(t), "") if t.isdecimal() else (1, 0, t.lower()) for t in re.split(r"(\d+)", p.stem) if t]
+    return parts, p.suffix.lower(), p.name
+
+
+def _check_link(p: Path) -> None:
+    if p.is_symlink() and not p.exists():
+        raise DatasetError(f"{p} is a symbolic link to {os.readlink(p)}, which does not exist; "
+                           "remove the link or restore its target")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by extension, hidden files skipped), in natural
+    order; a dangling symbolic link with an image extension is an error naming it."""
+    out = []
+    for p in Path(folder).iterdir():
+        if p.name.startswith(".") or p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        _check_link(p)
+        if p.is_file():
+            out.append(p)
+    return sorted(out, key=_natural_key)
+
+
+def read_labels_file(path: Path) -> list[str]:
+    """The lines of a ``labels.txt`` (UTF-8, with or without a byte-order mark), stripped;
+    trailing empty lines dropped. Every error names the file (and the line)."""
+    path = Path(path)
+    _check_link(path)
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder; it must be a text file with one label per line")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                           "save the file as UTF-8") from None
+    lines = [ln.strip() for ln in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    for i, ln in enumerate(lines):
+        if not ln:
+            raise DatasetError(f"{path}, line {i + 1}: empty line; one label per line, please")
+    return lines
+
+
+_INT = re.compile(r"[+-]?\d+")
 
 
 def _encode_labels(raw: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Map raw label strings (ints or names) to contiguous ids, keeping numeric order."""
-    uniq = sorted(set(raw), key=lambda s: (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s))
-    index = {s: i for i, s in enumerate(uniq)}
-    return np.array([index[s] for s in raw], dtype=np.int64), uniq
+    """Map raw labels to contiguous ids. Integer labels are numbers (``1`` and ``01`` are one
+    class), ordered numerically, before names, ordered as text."""
+    values = [int(s) if _INT.fullmatch(s) else s for s in raw]
+    uniq = sorted(set(values), key=lambda v: (0, v, "") if isinstance(v, int) else (1, 0, v))
+    index = {v: i for i, v in enumerate(uniq)}
+    return np.array([index[v] for v in values], dtype=np.int64), [str(v) for v in uniq]
 
 
 # ----------------------------------------------------------------------------- generic
@@ -42,20 +93,18 @@ def _encode_labels(raw: list[str]) -> tuple[np.ndarray, list[str]]:
 def read_labelled_folder(root: Path, name: str = "folder") -> ImageDataset:
     """``root/images/*`` and ``root/labels.txt`` (line i = label of the i-th image).
 
-    Images are ordered by the number in their name (``0.png, 1.png, ..., 10.png``);
-    names without numbers fall back to natural sort order. A label is an int or a
-    class name. This is the layout of ``../shared/data``.
+    Images are ordered by the numbers in their names (``0.png, 1.png, ..., 10.png``),
+    then by the rest of the name (:func:`_natural_key`). A label is an integer or a class
+    name; ``labels.txt`` is UTF-8 (a byte-order mark is ignored). This is the layout of
+    ``../shared/data``.
     """
     root = Path(root)
     img_dir, label_file = root / "images", root / "labels.txt"
-    if not img_dir.is_dir() or not label_file.is_file():
-        raise DatasetError(f"{root} is not an images/ + labels.txt folder (missing {img_dir if not img_dir.is_dir() else label_file})")
-    paths = sorted((p for p in img_dir.iterdir() if _is_image(p)), key=_natural_key)
-    lines = [ln.strip() for ln in label_file.read_text().splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
-    if any(not ln for ln in lines):
-        raise DatasetError(f"{label_file} has an empty line in the middle; one label per line, please")
+    _check_link(img_dir)
+    if not img_dir.is_dir():
+        raise DatasetError(f"{root} is not an images/ + labels.txt folder (missing {img_dir})")
+    paths = list_images(img_dir)
+    lines = read_labels_file(label_file)
     if len(lines) != len(paths):
         raise DatasetError(
             f"{label_file} has {len(lines)} labels but {img_dir} holds {len(paths)} images; "
@@ -67,17 +116,25 @@ def read_labelled_folder(root: Path, name: str = "folder") -> ImageDataset:
 
 
 def read_class_subfolders(root: Path, name: str = "folder") -> ImageDataset:
-    """``root/<class name>/*.png``: one sub-folder per class (ImageFolder style)."""
+    """``root/<class name>/*.png``: one sub-folder per class (ImageFolder style). A class
+    folder without images is skipped with a warning."""
     root = Path(root)
-    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    paths, raw = [], []
+    for d in root.iterdir():
+        _check_link(d)
+    classes = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=_natural_key)
+    paths, raw, empty = [], [], []
     for d in classes:
-        files = sorted((p for p in d.iterdir() if _is_image(p)), key=_natural_key)
+        files = list_images(d)
+        if not files:
+            empty.append(d)
         paths += files
         raw += [d.name] * len(files)
     if not paths:
         raise DatasetError(f"{root} has no class sub-folders holding images ({', '.join(IMAGE_EXTENSIONS)})")
-    class_names = [d.name for d in classes if any(r == d.name for r in raw)]
+    if empty:
+        warnings.warn(f"{len(empty)} class folder(s) of {root} hold no images and are skipped: "
+                      f"{', '.join(d.name for d in empty[:10])}{' ...' if len(empty) > 10 else ''}", stacklevel=3)
+    class_names = [d.name for d in classes if d not in empty]
     index = {c: i for i, c in enumerate(class_names)}
     return ImageDataset(name=name, labels=np.array([index[r] for r in raw]), paths=paths,
                         class_names=class_names, info={"layout": "class sub-folders", "root": str(root)})
@@ -88,7 +145,8 @@ def read_folder(root: Path, name: str = "folder") -> ImageDataset:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
-    if (root / "labels.txt").is_file():
+    label_file = root / "labels.txt"
+    if label_file.exists() or label_file.is_symlink():
         return read_labelled_folder(root, name)
     return read_class_subfolders(root, name)
 

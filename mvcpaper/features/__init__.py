@@ -9,12 +9,19 @@ from .extract import (
     image_transform,
     list_layers,
 )
-from .weights import WeightsNotFoundError, WeightsSource, build_model, convert_efficientnet_lite, resolve_weights
+from .weights import (
+    WeightsFileError,
+    WeightsNotFoundError,
+    WeightsSource,
+    build_model,
+    convert_efficientnet_lite,
+    resolve_weights,
+)
 
 __all__ = [
     "BACKBONES", "PAPER_BACKBONES", "OFFLINE_BACKBONES", "BackboneSpec", "get_backbone", "list_backbones",
     "FeatureExtractor", "extract_features", "extract_views", "feature_cache_path", "image_transform",
-    "list_layers", "default_num_workers", "WeightsNotFoundError", "WeightsSource", "build_model",
+    "list_layers", "default_num_workers", "WeightsNotFoundError", "WeightsFileError", "WeightsSource", "build_model",
     "convert_efficientnet_lite", "resolve_weights", "available_backbones",
 ]
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import cache_root
-from ..errors import MvcpaperError
+from ..errors import DownloadError, MvcpaperError
 from .backbones import BackboneSpec, get_backbone
 
-__all__ = ["WeightsSource", "WeightsNotFoundError", "resolve_weights", "build_model", "convert_efficientnet_lite"]
+__all__ = ["WeightsSource", "WeightsNotFoundError", "WeightsFileError", "resolve_weights", "build_model",
+           "convert_efficientnet_lite"]
 
 
 class WeightsNotFoundError(MvcpaperError, FileNotFoundError):
@@ -141,24 +142,57 @@ def resolve_weights(backbone: str | BackboneSpec, weights: str | os.PathLike | N
     if weights == "random":
         return WeightsSource("random", None, "random")
     path = Path(weights).expanduser()
+    if path.is_dir():
+        raise WeightsNotFoundError(f"weights={str(path)!r} for backbone {spec.name!r} is a folder; pass the weights "
+                                   "file itself (.pth, .pt, .bin or .safetensors)")
     if not path.is_file():
         raise WeightsNotFoundError(f"weights file {path} for backbone {spec.name!r} does not exist")
     return WeightsSource("file", path, _file_id(path))
 
 
-def _load_state_dict(path: Path) -> dict:
+class WeightsFileError(MvcpaperError, ValueError):
+    """A weights file exists but does not hold the backbone's weights."""
+
+
+def _load_state_dict(path: Path, spec: BackboneSpec) -> dict:
+    """The tensors of a checkpoint file (safetensors, or a torch file loaded with
+    ``weights_only``), unwrapped from ``state_dict``/``model`` and DDP's ``module.``."""
     import torch
 
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    expected = f"expected the weights of {spec.name} (timm {spec.timm_name})"
+    if path.stat().st_size == 0:
+        raise WeightsFileError(f"weights file {path} is empty; {expected}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        sd = load_file(str(path))
-    else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch and safetensors raise many types for a file that is not theirs
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise WeightsFileError(f"cannot read {path} as a PyTorch or safetensors checkpoint ({type(exc).__name__}: "
+                               f"{first}); {expected}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightsFileError(f"{path} holds no state dict (a mapping of parameter names to tensors); {expected}")
     return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _mismatch(path: Path, spec: BackboneSpec, model, sd: dict) -> str | None:
+    """What keeps ``sd`` from loading into ``model``, in one line (``None`` if nothing)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or shapes):
+        return None
+    parts = [f"{len(v)} {what} (e.g. {', '.join(v[:3])})" for v, what in
+             ((missing, "parameters missing"), (unexpected, "unexpected"), (shapes, "of another shape")) if v]
+    return (f"{path} does not hold weights of {spec.name} (timm {spec.timm_name}): {'; '.join(parts)}. "
+            "Is it a checkpoint of another architecture?")
 
 
 def convert_efficientnet_lite(state_dict: dict, model) -> dict:
@@ -205,14 +239,32 @@ def build_model(backbone: str | BackboneSpec, weights: str | os.PathLike | None 
     if src.kind == "random":
         model = timm.create_model(spec.timm_name, pretrained=False)
     elif src.kind == "download":
-        model = timm.create_model(spec.timm_name, pretrained=True)
+        try:
+            model = timm.create_model(spec.timm_name, pretrained=True)
+        except Exception as exc:  # hub, HTTP and file errors alike: say what could not be fetched
+            raise DownloadError(f"cannot download the weights of {spec.name} through timm ({spec.timm_name}): "
+                                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+                                ) from None
     else:
-        sd = _load_state_dict(src.path)
+        sd = _load_state_dict(src.path, spec)
+        model = timm.create_model(spec.timm_name, pretrained=False)
         if any(k.startswith("_conv_stem") for k in sd):
-            model = timm.create_model(spec.timm_name, pretrained=False)
-            model.load_state_dict(convert_efficientnet_lite(sd, model), strict=True)
+            try:
+                sd = convert_efficientnet_lite(sd, model)
+            except (KeyError, ValueError, IndexError) as exc:
+                raise WeightsFileError(f"{src.path} is an EfficientNet-Lite checkpoint that does not fit "
+                                       f"{spec.name}: {exc}") from None
+            problem = _mismatch(src.path, spec, model, sd)
+            if problem:
+                raise WeightsFileError(problem)
+            model.load_state_dict(sd, strict=True)
         else:
             # timm's own loader applies the architecture's checkpoint filter, so files in
-            # torchvision's format (the torch hub cache) load too.
-            model = timm.create_model(spec.timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(src.path)})
+            # torchvision's format (the torch hub cache) load too
+            try:
+                model = timm.create_model(spec.timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(src.path)})
+            except Exception:
+                problem = _mismatch(src.path, spec, model, sd) or (
+                    f"timm cannot load {src.path} into {spec.name} (timm {spec.timm_name})")
+                raise WeightsFileError(problem) from None
     return model.eval(), src
