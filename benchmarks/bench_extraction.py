@@ -121,7 +121,7 @@ def main():
 
     if a.bf16:
         from mvcpaper.cluster import make_method
-        from mvcpaper.experiments import l2_normalize
+        from mvcpaper.preprocessing import l2_normalize
         from mvcpaper.metrics import nmi
 
         small = load_dataset("umist", root=a.data_root, max_per_class=10)

@@ -17,7 +17,7 @@ from sklearn.cluster import KMeans
 
 from mvcpaper.cluster import TorchKMeans
 from mvcpaper.data import load_dataset
-from mvcpaper.experiments import l2_normalize
+from mvcpaper.preprocessing import l2_normalize
 from mvcpaper.features import OFFLINE_BACKBONES, extract_features
 from mvcpaper.metrics import nmi
 

@@ -13,11 +13,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from .cache import entry_path, stable_hash
+from .cluster.deepcluster import (
+    DeepCluster,
+    layer_study,
+    load_image_tensor,
+    nearest_neighbours,
+    top_activating,
+)
 from .experiments import save_records
+from .metrics import nmi
 from .plots import save_figure
 from .tables import fmt_mean_std, save_table
 
@@ -70,8 +80,6 @@ def _checkpoint_dir(cfg, ds, s: DeepClusterSettings, k: int, epochs: int, seed: 
 
 
 def _fit(cfg, ds, images, s: DeepClusterSettings, k: int, epochs: int, seed: int, progress: bool):
-    from .cluster.deepcluster import DeepCluster
-
     dc = DeepCluster(n_clusters=k, arch=s.arch, input_size=s.input_size, sobel=s.sobel, clusterer=s.clusterer,
                      epochs=epochs, fc_dim=s.fc_dim, batch_size=s.batch_size, lr=s.lr, reassign=s.reassign,
                      crop_scale=tuple(s.crop_scale), device=cfg.device,
@@ -87,9 +95,6 @@ def deepcluster_step(cfg, out_dir, settings: DeepClusterSettings | None = None, 
     conv layer: KMeans NMI and probe accuracy), ``layer_table`` (mean ± std),
     ``k_sweep``; ``figures``: ``history``, ``k``, ``layers``, ``neighbours``, ``filters``.
     """
-    from .cluster.deepcluster import layer_study, load_image_tensor, nearest_neighbours, top_activating
-    from .metrics import nmi
-
     s = replace(settings or cfg.deepcluster, **{k: v for k, v in overrides.items() if v is not None})
     out = Path(out_dir)
     name = s.dataset or ("coil100" if "coil100" in cfg.datasets else cfg.datasets[0])
@@ -172,9 +177,6 @@ def layer_table(layers: pd.DataFrame) -> pd.DataFrame:
 
 def plot_history(history: pd.DataFrame, title: str = ""):
     """(a) NMI(pseudo-labels, true labels) per epoch; (b) NMI between consecutive epochs; loss."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, col, label in zip(axes, ("nmi_true", "nmi_prev", "loss"),
                               ("NMI(clusters, true classes)", "NMI(epoch t-1, epoch t)", "training loss")):
@@ -194,8 +196,6 @@ def plot_history(history: pd.DataFrame, title: str = ""):
 
 def plot_k_sweep(sweep: pd.DataFrame, title: str = ""):
     """(c) final quality against k."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.plot(sweep["k"], sweep["best_conv_kmeans_nmi"], "o-", label="KMeans NMI, best conv layer (true k)")
     ax.plot(sweep["k"], sweep["last_conv_kmeans_nmi"], "^:", label="KMeans NMI, last conv layer (true k)")
@@ -213,9 +213,6 @@ def plot_k_sweep(sweep: pd.DataFrame, title: str = ""):
 
 def plot_layer_study(layers: pd.DataFrame, title: str = ""):
     """Per conv layer: KMeans NMI and linear-probe accuracy, trained vs random network."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     metrics = [m for m in ("kmeans_nmi", "probe_test_acc") if m in layers]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.6), squeeze=False)
     for ax, m in zip(axes[0], metrics):
@@ -229,8 +226,6 @@ def plot_layer_study(layers: pd.DataFrame, title: str = ""):
 
 def plot_image_rows(images, rows, titles, title: str = ""):
     """A grid of images from a uint8 (n, 3, H, W) tensor: one row per list of indices."""
-    import matplotlib.pyplot as plt
-
     ncol = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), ncol, figsize=(1.2 * ncol, 1.35 * len(rows)), squeeze=False)
     for r, (idx, t) in enumerate(zip(rows, titles)):

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._utils import atomic_path, resolve_device
+from ._utils import atomic_path, resolve_device, tqdm
 from .cache import code_stamp, entry_path, load_arrays, save_arrays, stable_hash
 from .cluster import make_method
 from .metrics import evaluate
 
-__all__ = ["l2_normalize", "run_methods", "records_frame", "save_records", "RECORD_COLUMNS"]
+__all__ = ["run_methods", "records_frame", "save_records", "RECORD_COLUMNS"]
 
 RECORD_COLUMNS = ["dataset", "views", "method", "seed", "nmi", "acc", "ari", "seconds", "device",
                   "n_clusters", "n_clusters_found", "preset"]
@@ -26,22 +26,14 @@ RECORD_COLUMNS = ["dataset", "views", "method", "seed", "nmi", "acc", "ari", "se
 DETERMINISTIC = {"agglomerative"}
 
 
-def l2_normalize(X: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Scale every row to unit Euclidean norm (the paper's preprocessing before clustering)."""
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), eps)
-
-
 def run_methods(dataset: str, views: dict[str, np.ndarray], labels, methods, seeds=(0,), n_clusters=None,
                 device: str = "auto", preset: str = "", progress: bool = True, **method_params) -> list[dict]:
     """Cluster every view with every method and seed; one record per run.
 
     ``views`` maps a view name (the backbone, or ``"a+b"`` for a concatenation) to its
     feature matrix; features are used as given (normalise them before, see
-    :func:`l2_normalize`).
+    :func:`mvcpaper.preprocessing.l2_normalize`).
     """
-    from ._utils import tqdm
-
     labels = np.asarray(labels)
     k = int(n_clusters or len(np.unique(labels)))
     dev = str(resolve_device(device))

@@ -5,19 +5,24 @@ Every step writes what it makes under ``out_dir`` (``tables/*.csv|md``,
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .experiments import records_frame, run_methods, save_records
-from .features import get_backbone
+from ._utils import resolve_device, tqdm
+from .cluster import co_association_consensus, make_method
+from .cluster.multiview import finetune_cut
+from .experiments import fit_cached, records_frame, run_methods, save_records
+from .features import extract_features, get_backbone, resolve_weights
+from .metrics import evaluate
 from .plots import plot_embeddings, sample_grid, save_figure, tsne
 from .presets import RunConfig
-from .tables import baseline_table, save_table, table1
+from .tables import baseline_table, save_table, table1, table2, table3
 
 __all__ = ["datasets_step", "features_step", "fig3_step", "baselines_step", "multiview_step",
-           "representations_step"]
+           "representations_step", "feature_key", "dmvc_maps", "table3_view"]
 
 
 def _views_note(cfg: RunConfig) -> str:
@@ -41,10 +46,6 @@ def datasets_step(cfg: RunConfig, out_dir):
 
 def features_step(cfg: RunConfig, progress: bool = True) -> pd.DataFrame:
     """Extract (or load from the cache) every view of every data set; a summary table."""
-    import time
-
-    from .features import feature_cache_path, resolve_weights
-
     rows = []
     for name in cfg.datasets:
         ds = cfg.load(name)
@@ -97,26 +98,19 @@ def baselines_step(cfg: RunConfig, out_dir, progress: bool = True):
 FRAMEWORKS = {"jule": ("jule", "dmvc_jule"), "idec": ("idec", "dmvc_idec")}
 
 
-def _feature_key(cfg: RunConfig, ds) -> dict:
-    from .features import resolve_weights
-
+def feature_key(cfg: RunConfig, ds) -> dict:
+    """What a fit's input is, for the fit cache: the data set's content and each view's weights."""
     return {"dataset": ds.name, "fingerprint": ds.fingerprint(), "input_size": cfg.input_size,
             "features": {b: resolve_weights(b).weights_id for b in cfg.backbones}, "normalized": True}
 
 
 def _fit(cfg: RunConfig, method: str, X, k: int, seed: int, key: dict, progress: bool, **extra) -> dict:
-    from .cluster import make_method
-    from .experiments import fit_cached
-
     est = make_method(method, n_clusters=k, seed=seed, device=cfg.device, progress=progress,
                       **{**cfg.params(method), **extra})
     return fit_cached(est, X, key, cache_dir=cfg.cache_dir)
 
 
 def _record(cfg, ds, row, framework, seed, k, result, labels_true) -> dict:
-    from ._utils import resolve_device
-    from .metrics import evaluate
-
     return {"dataset": ds.name, "views": row, "method": framework, "seed": int(seed),
             **evaluate(labels_true, result["labels"]), "seconds": round(result["seconds"], 3),
             "device": str(resolve_device(cfg.device)), "n_clusters": k,
@@ -126,9 +120,6 @@ def _record(cfg, ds, row, framework, seed, k, result, labels_true) -> dict:
 
 def dmvc_maps(cfg: RunConfig, ds, progress: bool = True) -> list:
     """DMVC's inputs: each backbone's activation map below its fine-tuned tail (cached)."""
-    from .cluster.multiview import finetune_cut
-    from .features import extract_features
-
     return [extract_features(ds, b, layer=finetune_cut(b), pool=False, device=cfg.device,
                              input_size=cfg.input_size, cache_dir=cfg.cache_dir, progress=progress)
             for b in cfg.backbones]
@@ -145,20 +136,13 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
     Fits are cached (``<cache>/fits``), so notebook 05 and a resumed run reuse them; the
     records keep the seconds of the original fit.
     """
-    import time
-
-    from ._utils import tqdm
-
-    from .cluster import co_association_consensus
-    from .tables import table2
-
     out = Path(out_dir)
     records, skipped = [], []
     for name in cfg.datasets:
         ds = cfg.load(name)
         views = cfg.views(ds, progress=progress)
         k, y = ds.n_classes, ds.labels
-        key = _feature_key(cfg, ds)
+        key = feature_key(cfg, ds)
         maps = dmvc_maps(cfg, ds, progress) if "jule" in cfg.frameworks and cfg.run_dmvc(ds) else None
         jobs = [(fw, s) for fw in cfg.frameworks for s in cfg.seeds]
         for fw, seed in tqdm(jobs, desc=f"Table 2 on {name}", disable=not progress):
@@ -208,12 +192,6 @@ def representations_step(cfg: RunConfig, out_dir, progress: bool = True, fig_dat
     Representations: one view's raw features, its JULE embedding, DMVC-fix's (JULE) and
     DMVC's. The fits come from the cache that notebook 04 filled (computed if absent).
     """
-    from ._utils import tqdm
-
-    from .cluster import make_method
-    from .metrics import evaluate
-    from .tables import table3
-
     out = Path(out_dir)
     view = table3_view(cfg)
     fig_dataset = fig_dataset or ("umist" if "umist" in cfg.datasets else cfg.datasets[-1])
@@ -222,7 +200,7 @@ def representations_step(cfg: RunConfig, out_dir, progress: bool = True, fig_dat
         ds = cfg.load(name)
         views = cfg.views(ds, progress=progress)
         k, y = ds.n_classes, ds.labels
-        key = _feature_key(cfg, ds)
+        key = feature_key(cfg, ds)
         maps = dmvc_maps(cfg, ds, progress) if cfg.run_dmvc(ds) else None
         for seed in tqdm(cfg.seeds, desc=f"Table 3 on {name}", disable=not progress):
             reps = {(f"{view} (raw)", "InceptionV3"): views[view]}

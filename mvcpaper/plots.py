@@ -4,7 +4,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
 from ._utils import atomic_path
 from .cache import entry_path, load_array, save_array, stable_hash
@@ -15,9 +19,6 @@ __all__ = ["tsne", "plot_embeddings", "sample_grid", "save_figure", "class_palet
 def tsne(X: np.ndarray, seed: int = 0, perplexity: float = 30.0, pca_dims: int = 50, cache_dir=None,
          use_cache: bool = True) -> np.ndarray:
     """2-D t-SNE of ``X`` (PCA to ``pca_dims`` first), cached on disk by content and settings."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     X = np.asarray(X, dtype=np.float32)
     digest = hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest()
     key = stable_hash({"x": digest, "shape": X.shape, "seed": seed, "perplexity": perplexity, "pca": pca_dims})
@@ -38,8 +39,6 @@ def tsne(X: np.ndarray, seed: int = 0, perplexity: float = 30.0, pca_dims: int =
 
 def class_palette(n: int):
     """Distinct colours for n classes (husl for many classes, tab10/20 for few)."""
-    import seaborn as sns
-
     if n <= 10:
         return sns.color_palette("tab10", n)
     if n <= 20:
@@ -50,8 +49,6 @@ def class_palette(n: int):
 def plot_embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "", ncols: int | None = None,
                     point_size: float = 4.0):
     """One scatter per panel: ``{panel title: (Y (n, 2), labels (n,))}``, coloured by label."""
-    import matplotlib.pyplot as plt
-
     n = len(panels)
     ncols = ncols or n
     nrows = int(np.ceil(n / ncols))
@@ -74,8 +71,6 @@ def plot_embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str
 
 def sample_grid(dataset, n_classes: int = 10, per_class: int = 6, seed: int = 0):
     """A grid of images: ``n_classes`` rows (evenly spread classes), ``per_class`` columns."""
-    import matplotlib.pyplot as plt
-
     rng = np.random.default_rng(seed)
     classes = np.unique(dataset.labels)
     rows = classes[np.linspace(0, len(classes) - 1, min(n_classes, len(classes))).round().astype(int)]

@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
-from .errors import UnknownNameError
+from ._utils import resolve_device
+from .data import (
+    DATASETS,
+    DatasetNotFoundError,
+    data_root,
+    find_dataset_folder,
+    load_dataset,
+)
 from .deepcluster_study import DeepClusterSettings
-from .data import DATASETS, DatasetNotFoundError, data_root, find_dataset_folder, load_dataset
-from .experiments import l2_normalize
-from .features import OFFLINE_BACKBONES, PAPER_BACKBONES, available_backbones, extract_features, get_backbone
+from .errors import UnknownNameError
+from .features import (
+    OFFLINE_BACKBONES,
+    PAPER_BACKBONES,
+    available_backbones,
+    extract_features,
+    get_backbone,
+    resolve_weights,
+)
+from .preprocessing import l2_normalize
 
 __all__ = ["PRESETS", "RunConfig", "resolve"]
 
@@ -52,8 +65,6 @@ class RunConfig:
     deepcluster: DeepClusterSettings = field(default_factory=DeepClusterSettings)
 
     def run_dmvc(self, dataset) -> bool:
-        from ._utils import resolve_device
-
         return resolve_device(self.device).type == "cuda" or len(dataset) <= self.dmvc_max_images_cpu
 
     def params(self, method: str) -> dict:
@@ -163,8 +174,6 @@ def resolve(preset: str = "auto", datasets=None, backbones=None, seeds=None, met
     if preset != "smoke":
         missing = [b for b in bb if b not in available_backbones([b])]
         if missing:
-            from .features import resolve_weights
-
             resolve_weights(missing[0])  # raises WeightsNotFoundError with where to put the file
     if datasets:
         ds = list(datasets)

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from ._utils import atomic_path
-from .paper import TABLE1
+from .cluster import method_label
+from .paper import TABLE1, TABLE2, TABLE3
 
 __all__ = ["table1", "summary", "baseline_table", "save_table", "fmt_mean_std", "table2", "table3"]
 
@@ -41,8 +42,6 @@ def summary(records, metrics=("nmi", "acc", "ari")) -> pd.DataFrame:
 
 def baseline_table(records, metric: str = "nmi", method_labels: dict | None = None) -> pd.DataFrame:
     """Rows = views, columns = (data set, method); cells ``mean ± std`` over seeds."""
-    from .cluster import method_label
-
     df = pd.DataFrame(records)
     df["col"] = df["dataset"] + " " + df["method"].map(method_labels.get if method_labels else method_label)
     cells = df.groupby(["views", "col"], sort=False)[metric].apply(fmt_mean_std).unstack("col")
@@ -75,8 +74,6 @@ def table2(records, datasets=None, frameworks=("jule", "idec")) -> pd.DataFrame:
     A cell is empty ("not run") only where no record exists; the paper's value is "—" where
     its table is empty or names a different CNN.
     """
-    from .paper import TABLE2
-
     df = pd.DataFrame(records)
     datasets = list(datasets or dict.fromkeys(df["dataset"]))
     rows = list(dict.fromkeys(df["views"]))
@@ -96,8 +93,6 @@ def table2(records, datasets=None, frameworks=("jule", "idec")) -> pd.DataFrame:
 
 def table3(records, datasets=None) -> pd.DataFrame:
     """Table 3: KMeans NMI on four representations, reproduced beside the paper's value."""
-    from .paper import TABLE3
-
     df = pd.DataFrame(records)
     datasets = list(datasets or dict.fromkeys(df["dataset"]))
     rows = list(dict.fromkeys(df["representation"]))

@@ -29,8 +29,20 @@ import io
 import time
 from dataclasses import dataclass
 
+import ipywidgets as W
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
+from IPython.display import display
+from matplotlib.colors import to_hex
+from sklearn.metrics.cluster import contingency_matrix
+
+from .cluster import METHODS, make_method
+from .errors import UnknownNameError
+from .experiments import fit_cached
+from .metrics import evaluate, hungarian_match
+from .pipeline import feature_key
+from .plots import class_palette, tsne
 
 __all__ = ["Explorer", "matched_confusion", "worst_fitting", "thumbnail_png", "palette_hex", "ExplorerState"]
 
@@ -50,10 +62,6 @@ def matched_confusion(labels_true, labels_pred, class_names=None) -> pd.DataFram
     the unmatched clusters by size. Row labels are ``"cluster c → class"``; the cluster
     ids in row order are in ``.attrs["clusters"]``.
     """
-    from sklearn.metrics.cluster import contingency_matrix
-
-    from .metrics import hungarian_match
-
     t, p = np.asarray(labels_true), np.asarray(labels_pred)
     classes, clusters = np.unique(t), np.unique(p)
     cm = contingency_matrix(p, t)  # rows: clusters (sorted), cols: classes (sorted)
@@ -99,10 +107,6 @@ def thumbnail_png(dataset, i: int, size: int = 112) -> bytes:
 
 def palette_hex(n: int) -> list[str]:
     """``n`` distinct colours as ``#rrggbb`` (the static figures' palette)."""
-    from matplotlib.colors import to_hex
-
-    from .plots import class_palette
-
     return [to_hex(rgb) for rgb in class_palette(n)]
 
 
@@ -153,11 +157,6 @@ class Explorer:
     def __init__(self, cfg, methods=DEFAULT_METHODS, method_a: str = "kmeans", method_b: str = "agglomerative",
                  dataset: str | None = None, seed: int = 0, webgl: bool | None = None, gallery_size: int = 24,
                  compute: bool = True):
-        import ipywidgets as W
-
-        from .cluster import METHODS
-        from .errors import UnknownNameError
-
         for m in (*methods, method_a, method_b):
             if m not in METHODS:
                 raise UnknownNameError("method", m, METHODS)
@@ -216,8 +215,6 @@ class Explorer:
 
     # ------------------------------------------------------------------ display
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.widget)
 
     # FigureWidgets are built anew with their data on every redraw and swapped into their
@@ -225,8 +222,6 @@ class Explorer:
     # updates to a figure that no view has shown yet (a notebook computes before it
     # displays) are messages with nobody to receive them, lost in Voila and JupyterLab
     def _scatter_figure(self, traces=(), title: str = ""):
-        import plotly.graph_objects as go
-
         return go.FigureWidget(data=list(traces),
                                layout=dict(width=430, height=400, margin=dict(l=10, r=10, t=40, b=10),
                                            hovermode="closest", showlegend=False, dragmode="zoom",
@@ -234,8 +229,6 @@ class Explorer:
                                            title=dict(text=title, font=dict(size=12))))
 
     def _matrix_figure(self, cm: pd.DataFrame | None = None):
-        import plotly.graph_objects as go
-
         hm = go.Heatmap(z=[[0]] if cm is None else cm.values, colorscale="Blues", showscale=True,
                         x=None if cm is None else list(cm.columns), y=None if cm is None else list(cm.index),
                         hovertemplate="%{y}<br>class %{x}: %{z} images<extra></extra>")
@@ -265,12 +258,8 @@ class Explorer:
 
     def _fit(self, method: str, ds, views: tuple, feats: dict):
         """Labels of ``method`` on the chosen views, through the fit cache (keys as notebooks 03-04)."""
-        from .cluster import make_method
-        from .experiments import fit_cached
-        from .pipeline import _feature_key
-
         k, joined = ds.n_classes, "+".join(views)
-        key = _feature_key(self.cfg, ds)
+        key = feature_key(self.cfg, ds)
         if method in MULTI_VIEW:  # DMVC-fix on all the run's views is notebook 04's fit
             everything = tuple(views) == tuple(self.cfg.backbones) and method != "mvec"
             inp, X = ("DMVC-fix" if everything else f"{method}:{joined}"), [feats[v] for v in views]
@@ -288,9 +277,6 @@ class Explorer:
 
     def refresh(self):
         """Recompute for the current choices: features, t-SNE, both methods; then redraw everything."""
-        from .metrics import evaluate, hungarian_match
-        from .plots import tsne
-
         if self._busy:
             return
         self._busy = True
@@ -374,8 +360,6 @@ class Explorer:
         return [pal[col_of[int(c)]] for c in lab]
 
     def _draw_scatters(self):
-        import plotly.graph_objects as go
-
         st = self.state
         if st.xy is None:
             return
@@ -426,8 +410,6 @@ class Explorer:
 
     def show_cluster(self, cluster: int):
         """Fill the gallery with ``cluster``'s images (clusters of the matrix's method), worst-fitting first."""
-        import ipywidgets as W
-
         st = self.state
         slot = self.matrix_of.value
         lab = st.labels[slot]

@@ -5,7 +5,7 @@ from conftest import shared_data_or_skip
 
 from mvcpaper.cluster import make_method
 from mvcpaper.data import load_dataset
-from mvcpaper.experiments import l2_normalize
+from mvcpaper.preprocessing import l2_normalize
 from mvcpaper.features import extract_features
 from mvcpaper.metrics import nmi
 

@@ -30,13 +30,24 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from .._utils import resolve_device
+from .._utils import resolve_device, tqdm
 from ..cache import read_entry, write_entry
+from ..errors import UnknownNameError
+from ..metrics import nmi
+from ..preprocessing import l2_normalize
 from ._base import ClusterBase, check_n_clusters
+from .kmeans import fill_empty_clusters, kmeans_plusplus, lloyd
 
 __all__ = ["DeepCluster", "DeepClusterNet", "SobelFilter", "load_image_tensor", "pca_whiten",
            "kmeans_pseudolabels", "pic_cluster", "uniform_label_sampler", "random_resized_crop",
@@ -58,8 +69,6 @@ ARCHITECTURES = {
 
 def load_image_tensor(dataset, size: int, progress: bool = True) -> torch.Tensor:
     """Every image of ``dataset`` resized to ``size`` x ``size``: a uint8 tensor (n, 3, size, size)."""
-    from PIL import Image
-    from .._utils import tqdm
 
     out = torch.empty((len(dataset), 3, size, size), dtype=torch.uint8)
     for i in tqdm(range(len(dataset)), desc=f"decode {dataset.name} at {size}px", unit="img", disable=not progress):
@@ -124,8 +133,6 @@ class DeepClusterNet(nn.Module):
                  n_outputs: int = 10):
         super().__init__()
         if arch not in ARCHITECTURES:
-            from ..errors import UnknownNameError
-
             raise UnknownNameError("architecture", arch, ARCHITECTURES)
         self.arch, self.input_size = arch, input_size
         self.sobel = SobelFilter() if sobel else None
@@ -256,7 +263,6 @@ def kmeans_pseudolabels(X: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0
     farthest from its centre in the largest cluster is moved into it. Returns the labels
     and the mean squared distance to the assigned centre.
     """
-    from .kmeans import fill_empty_clusters, kmeans_plusplus, lloyd
 
     n = X.shape[0]
     check_n_clusters(k, n)
@@ -283,8 +289,6 @@ def pic_cluster(X: np.ndarray, n_neighbors: int = 5, sigma: float = 0.2, alpha: 
     ``v``. The number of clusters is found, not set. Singletons join the cluster of
     their nearest non-singleton neighbour.
     """
-    import scipy.sparse as sp
-    from sklearn.neighbors import NearestNeighbors
 
     X = np.asarray(X, dtype=np.float32)
     n = len(X)
@@ -545,9 +549,7 @@ class DeepCluster(ClusterBase):
         ``y`` (true labels, optional) is only logged (``nmi_true`` per epoch), never used
         for training.
         """
-        from .._utils import tqdm
-
-        from ..metrics import nmi
+    
 
         if self.clusterer not in ("kmeans", "pic"):
             raise ValueError(f"clusterer must be 'kmeans' or 'pic', got {self.clusterer!r}")
@@ -631,9 +633,6 @@ def conv_features(net: DeepClusterNet, images: torch.Tensor, max_dim: int = 2048
 
 def linear_probe(features: np.ndarray, labels, seed: int = 0, test_size: float = 0.5, C: float = 1.0) -> dict:
     """Logistic regression on frozen features: train on a stratified half, accuracy on the other half."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
 
     Xtr, Xte, ytr, yte = train_test_split(features, np.asarray(labels), test_size=test_size, random_state=seed,
                                           stratify=labels)
@@ -646,10 +645,7 @@ def linear_probe(features: np.ndarray, labels, seed: int = 0, test_size: float =
 def layer_study(net: DeepClusterNet, images: torch.Tensor, labels, seed: int = 0, max_dim: int = 2048,
                 probe: bool = True, n_init: int = 1) -> list[dict]:
     """Per conv layer: KMeans NMI with the true number of classes (best of ``n_init`` starts), and linear-probe accuracy."""
-    from sklearn.cluster import KMeans
 
-    from ..experiments import l2_normalize
-    from ..metrics import nmi
 
     labels = np.asarray(labels)
     k = len(np.unique(labels))
@@ -666,7 +662,6 @@ def layer_study(net: DeepClusterNet, images: torch.Tensor, labels, seed: int = 0
 @torch.no_grad()
 def nearest_neighbours(net: DeepClusterNet, images: torch.Tensor, queries, n: int = 5, layer: int = -1) -> np.ndarray:
     """For each query index, the ``n`` nearest other images (cosine, pooled conv ``layer`` features)."""
-    from ..experiments import l2_normalize
 
     f = l2_normalize(conv_features(net, images, max_dim=4096, layers=[layer])[0])
     sims = f[np.asarray(queries)] @ f.T

@@ -22,10 +22,11 @@ import time
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
 from torch import nn
 from torch.nn import functional as F
 
-from .._utils import resolve_device
+from .._utils import resolve_device, tqdm
 from ._base import ClusterBase
 
 __all__ = ["IDEC", "DEC", "MLPAutoencoder", "soft_assign", "target_distribution"]
@@ -173,8 +174,6 @@ class IDEC(ClusterBase):
         return sum(F.mse_loss(o, x) for o, x in zip(outs, xs)) / len(xs)
 
     def _pretrain(self, X, gen):
-        from .._utils import tqdm
-
         opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
         self.model_.train()
         for _ in tqdm(range(self.pretrain_epochs_), desc=f"{type(self).__name__} pretrain", leave=False,
@@ -192,9 +191,6 @@ class IDEC(ClusterBase):
         return torch.cat([self.model_.encode([x[s:s + 4096] for x in X]) for s in range(0, len(X[0]), 4096)])
 
     def fit(self, X, y=None):
-        from sklearn.cluster import KMeans
-        from .._utils import tqdm
-
         inputs = self._inputs(X)
         self._scale_fit(inputs)
         inputs = self._scale_apply(inputs)

@@ -39,10 +39,14 @@ import time
 
 import numpy as np
 import torch
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+from sklearn.neighbors import NearestNeighbors
 from torch import nn
 from torch.nn import functional as F
 
-from .._utils import resolve_device
+from .._utils import resolve_device, tqdm
+from ..preprocessing import l2_normalize
 from ._base import ClusterBase, check_n_clusters
 
 __all__ = ["JULE", "knn_affinity", "initial_clusters", "AffinityMerger", "MLPEmbedding", "triplet_loss"]
@@ -51,9 +55,6 @@ __all__ = ["JULE", "knn_affinity", "initial_clusters", "AffinityMerger", "MLPEmb
 # --------------------------------------------------------------------------- graph
 def knn_affinity(Z: np.ndarray, k: int):
     """Sparse kNN affinity ``W`` (n x n, csr, zero diagonal) and the neighbour indices (n x k)."""
-    from scipy import sparse
-    from sklearn.neighbors import NearestNeighbors
-
     n = Z.shape[0]
     k = int(min(k, n - 1))
     dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(Z).kneighbors(Z)
@@ -77,9 +78,6 @@ def initial_clusters(nn_idx: np.ndarray, W=None, min_clusters: int = 1) -> np.nd
     are at least ``min_clusters``: the graph is a forest plus one cycle per component, so
     each cut of a tree edge adds one component, and merging can then reach any number.
     """
-    from scipy import sparse
-    from scipy.sparse.csgraph import connected_components
-
     n = nn_idx.shape[0]
     src, dst = np.arange(n), nn_idx[:, 0]
     keep = np.ones(n, dtype=bool)
@@ -118,8 +116,6 @@ class AffinityMerger:
         self.labels = self.labels.astype(np.int64)
         n, c = len(self.labels), int(self.labels.max()) + 1
         self.k_c, self.lam = max(int(k_c), 2), float(lam)
-        from scipy import sparse
-
         H = sparse.csr_matrix((np.ones(n), (np.arange(n), self.labels)), shape=(n, c))
         W = sparse.csr_matrix(W, dtype=np.float64)
         self.M1 = np.asarray((H.T @ W).todense())          # c x n: in-weight from cluster a to sample j
@@ -359,8 +355,6 @@ class JULE(ClusterBase):
         return [self._single(X)]
 
     def _initial_representation(self, inputs: list[np.ndarray]) -> np.ndarray:
-        from ..experiments import l2_normalize
-
         return l2_normalize(np.concatenate([l2_normalize(x.reshape(len(x), -1)) for x in inputs], axis=1)
                             if len(inputs) > 1 else inputs[0].reshape(len(inputs[0]), -1))
 
@@ -406,8 +400,6 @@ class JULE(ClusterBase):
         return total / max(count, 1)
 
     def fit(self, X, y=None):
-        from .._utils import tqdm
-
         if self.negatives not in ("random", "neighbours"):
             raise ValueError(f"negatives must be 'random' or 'neighbours', got {self.negatives!r}")
         inputs = self._inputs(X)

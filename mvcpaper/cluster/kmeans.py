@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from .._utils import resolve_device
 from ._base import ClusterBase
@@ -21,8 +22,6 @@ def _sq_norms(X):
 
 def assign(X, C, chunk: int = 32768):
     """Nearest centre of every row: ``(labels, squared distances)``, computed in chunks."""
-    import torch
-
     c2 = _sq_norms(C)
     labels = torch.empty(X.shape[0], dtype=torch.long, device=X.device)
     dists = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
@@ -36,8 +35,6 @@ def assign(X, C, chunk: int = 32768):
 
 def kmeans_plusplus(X, k: int, generator, n_local_trials: int | None = None):
     """Greedy k-means++ (Arthur & Vassilvitskii 2007, with local trials as in scikit-learn)."""
-    import torch
-
     n = X.shape[0]
     n_local_trials = n_local_trials or 2 + int(math.log(k))
     x2 = _sq_norms(X)
@@ -64,8 +61,6 @@ def lloyd(X, C, max_iter: int, tol: float):
     same point, as scikit-learn relocates them); stop when the summed squared centre shift
     is at most ``tol`` and no cluster was empty.
     """
-    import torch
-
     k = C.shape[0]
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
@@ -137,8 +132,6 @@ class TorchKMeans(ClusterBase):
         self.random_state = random_state
 
     def fit(self, X, y=None):
-        import torch
-
         Xn = self._single(X)
         dev = resolve_device(self.device)
         Xt = torch.as_tensor(Xn, device=dev)
@@ -162,8 +155,6 @@ class TorchKMeans(ClusterBase):
         return self
 
     def predict(self, X):
-        import torch
-
         Xn = self._single(X)
         dev = resolve_device(self.device)
         labels, _ = assign(torch.as_tensor(Xn, device=dev), torch.as_tensor(self.cluster_centers_, device=dev))

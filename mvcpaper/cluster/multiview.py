@@ -24,9 +24,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.base import clone
+from sklearn.cluster import AgglomerativeClustering
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import UnknownNameError
+from ..features import build_model, global_pool
+from ..preprocessing import l2_normalize
 from ._base import ClusterBase, check_n_clusters, check_views
 from .idec import IDEC
 from .jule import JULE
@@ -152,8 +157,6 @@ def co_association(partitions) -> np.ndarray:
 
 def co_association_consensus(partitions, n_clusters: int) -> np.ndarray:
     """Average-linkage agglomeration of the co-association matrix (distance ``1 - S``)."""
-    from sklearn.cluster import AgglomerativeClustering
-
     S = co_association(partitions)
     check_n_clusters(n_clusters, len(S))
     ac = AgglomerativeClustering(n_clusters=n_clusters, metric="precomputed", linkage="average")
@@ -166,10 +169,10 @@ class MVEC(ClusterBase):
     Parameters
     ----------
     n_clusters : int
-    base : str
-        Registered method clustering each view (``"jule"``, ``"idec"``, ``"kmeans"``, ...).
-    base_params : dict, optional
-        Extra parameters of the base method.
+    base : estimator, optional
+        The method that clusters each view (default ``JULE()``), as a template: each view
+        gets a clone with this estimator's ``n_clusters``, ``random_state``, ``device`` and
+        ``progress``; its other parameters are kept (``MVEC(base=IDEC(max_steps=200))``).
     device, random_state, progress : as everywhere (passed to the base method).
 
     Attributes
@@ -177,26 +180,21 @@ class MVEC(ClusterBase):
     labels_, partitions_ (the base partitions, one per view).
     """
 
-    multiview = True
-
-    def __init__(self, n_clusters: int = 8, base: str = "jule", base_params=None, device: str = "auto",
-                 random_state: int = 0, progress: bool = True):
+    def __init__(self, n_clusters: int = 8, base=None, device: str = "auto", random_state: int = 0,
+                 progress: bool = True):
         self.n_clusters = n_clusters
         self.base = base
-        self.base_params = base_params
         self.device = device
         self.random_state = random_state
         self.progress = progress
 
     def fit(self, X, y=None):
-        from . import make_method
-
         views = _check_multiview(self, X)
-        params = dict(self.base_params or {})
+        template = self.base if self.base is not None else JULE()
         self.partitions_ = []
         for v in views:
-            est = make_method(self.base, self.n_clusters, seed=self.random_state, device=self.device,
-                              progress=self.progress, **params)
+            est = clone(template).set_params(n_clusters=self.n_clusters, random_state=self.random_state,
+                                             device=self.device, progress=self.progress)
             self.partitions_.append(est.fit_predict(v))
         self._set_labels(co_association_consensus(self.partitions_, self.n_clusters))
         return self
@@ -219,8 +217,6 @@ FINETUNE_TAILS = {
 
 def finetune_cut(backbone: str) -> str:
     """The module whose output DMVC caches for ``backbone`` (the input of the fine-tuned tail)."""
-    from ..errors import UnknownNameError
-
     if backbone not in FINETUNE_TAILS:
         raise UnknownNameError("backbone with a DMVC tail", backbone, FINETUNE_TAILS)
     return FINETUNE_TAILS[backbone][0]
@@ -236,9 +232,6 @@ class CNNTail(nn.Module):
 
     def __init__(self, backbone: str, weights="imagenet"):
         super().__init__()
-        from ..features.extract import _pool
-        from ..features.weights import build_model
-
         finetune_cut(backbone)
         model, _ = build_model(backbone, weights)
         self.tail_names = FINETUNE_TAILS[backbone][1]
@@ -253,7 +246,6 @@ class CNNTail(nn.Module):
         if self.pre is not None:
             for p in self.pre.parameters():
                 p.requires_grad_(True)
-        self._pool = _pool
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -267,7 +259,7 @@ class CNNTail(nn.Module):
             x = m(x)
         if self.pre is not None:
             x = self.pre(x)
-        return F.normalize(self._pool(x), dim=1)  # global average pool, as the frozen features
+        return F.normalize(global_pool(x), dim=1)  # global average pool, as the frozen features
 
 
 class DMVC(DMVCJULE):
@@ -321,8 +313,6 @@ class DMVC(DMVCJULE):
 
     @torch.no_grad()
     def _initial_representation(self, inputs):
-        from ..experiments import l2_normalize
-
         self.tails_ = [CNNTail(b, self.weights) for b in self.backbones]  # fresh pretrained tails, inputs checked
         feats = []
         for tail, m in zip(self.tails_, inputs):

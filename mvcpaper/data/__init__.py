@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..errors import UnknownNameError
 from .base import CorruptImageError, DatasetError, DatasetNotFoundError, ImageDataset
 from .download import LOCK_NAME, Resource, fetch, safe_extract, verify_checksum
@@ -225,8 +227,6 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
         ds = spec.reader(folder, **options)
         ds.info.setdefault("paper", spec.paper)
     if max_per_class:
-        import numpy as np
-
         keep = []
         for c in np.unique(ds.labels):
             idx = np.flatnonzero(ds.labels == c)

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from .._utils import tqdm
 from ..errors import MvcpaperError
 
 __all__ = ["ImageDataset", "DatasetError", "CorruptImageError", "DatasetNotFoundError", "to_rgb", "to_uint8",
@@ -180,8 +181,6 @@ class ImageDataset:
 
     def verify(self, progress: bool = True) -> None:
         """Decode every image once; raise :class:`CorruptImageError` on the first bad one."""
-        from .._utils import tqdm
-
         for i in tqdm(range(len(self)), desc=f"verify {self.name}", disable=not progress):
             self.load_image(i)
 

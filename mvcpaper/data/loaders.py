@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+from scipy.io import loadmat
 
 from .base import DatasetError, ImageDataset
 
@@ -186,8 +187,6 @@ def read_coil100_official(root: Path, name: str = "coil100") -> ImageDataset:
 def read_umist_mat(path: Path, name: str = "umist") -> ImageDataset:
     """The official cropped UMist file ``umist_cropped.mat``: a ``facedat`` cell array
     of 20 people, each a 112x92xN uint8 array of grey faces."""
-    from scipy.io import loadmat
-
     path = Path(path)
     try:
         mat = loadmat(path)

@@ -8,23 +8,34 @@ and reused on the next call.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
 from torch import nn
+from torchvision import transforms as T
 
-from .._utils import resolve_device
+from .._utils import resolve_device, tqdm
+from ..cache import (
+    entry_path,
+    load_array,
+    read_entry,
+    save_array,
+    stable_hash,
+    write_entry,
+)
 from ..errors import UnknownNameError
-from ..cache import entry_path, load_array, read_entry, save_array, stable_hash, write_entry
 from .backbones import BackboneSpec, get_backbone
 from .weights import build_model, resolve_weights
 
 __all__ = ["extract_features", "extract_views", "feature_cache_path", "image_transform", "FeatureExtractor",
-           "list_layers", "TorchImageDataset", "default_num_workers", "onnx_extractor", "onnxruntime_available"]
+           "list_layers", "TorchImageDataset", "default_num_workers", "onnx_extractor", "onnxruntime_available",
+           "global_pool"]
 
 PREPROCESS_VERSION = 1  # bump when the preprocessing changes, to invalidate caches
 
@@ -35,8 +46,6 @@ def image_transform(spec: BackboneSpec, input_size: int | None = None):
     The whole image is kept (no centre crop): the object sets the paper uses are
     centred and fill most of the frame, and a crop would cut the object.
     """
-    from torchvision import transforms as T
-
     size = input_size or spec.input_size
     interp = T.InterpolationMode.BICUBIC if spec.interpolation == "bicubic" else T.InterpolationMode.BILINEAR
     return T.Compose([T.Resize((size, size), interpolation=interp, antialias=True), T.ToTensor(),
@@ -60,7 +69,8 @@ class _Stop(Exception):
     pass
 
 
-def _pool(x):
+def global_pool(x):
+    """Average over the spatial axes (maps) or tokens; flatten anything else."""
     if x.ndim == 4:
         return x.float().mean(dim=(2, 3))
     if x.ndim == 3:  # tokens (B, N, C)
@@ -70,8 +80,6 @@ def _pool(x):
 
 def list_layers(backbone: str | BackboneSpec) -> list[str]:
     """Names of the modules whose output can be extracted (besides ``pool`` and ``logits``)."""
-    import timm
-
     spec = get_backbone(backbone)
     model = timm.create_model(spec.timm_name, pretrained=False)
     return ["pool", "logits"] + [n for n, _ in model.named_modules() if n]
@@ -114,7 +122,7 @@ class FeatureExtractor(nn.Module):
         except _Stop:
             pass
         out, self._captured = self._captured, None
-        return _pool(out) if self.pool else out.float()
+        return global_pool(out) if self.pool else out.float()
 
 
 def default_num_workers(n_items: int) -> int:
@@ -157,8 +165,6 @@ def _maybe_compile(module, compile, n_items: int):
 
 def onnxruntime_available() -> bool:
     """Whether the ONNX Runtime CPU engine can be used (``onnx`` and ``onnxruntime`` import)."""
-    import importlib.util
-
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
@@ -186,7 +192,7 @@ def onnx_extractor(extractor: nn.Module, size: int, key: dict, cache_dir=None):
     compiled torch on the reference CPU, with features equal to 1e-5
     (``benchmarks/bench_extraction.py``).
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy (native libraries), and only the CPU engine needs it
 
     full_key = {**key, "torch": torch.__version__, "size": size, "exporter": 1}
     path = entry_path("onnx", f"{key.get('backbone', 'model')}__{stable_hash(full_key, 12)}.onnx",
@@ -287,8 +293,6 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
     -------
     ndarray of float32, shape (n_images, dim), or (n_images, C, H, W) with ``pool=False``
     """
-    from .._utils import tqdm
-
     spec = get_backbone(backbone)
     layer = layer or spec.default_layer
     dev = resolve_device(device)

@@ -20,6 +20,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import timm
+import torch
+import torch.hub
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+from safetensors.torch import load_file
+
 from ..cache import cache_root
 from ..errors import DownloadError, MvcpaperError
 from .backbones import BackboneSpec, get_backbone
@@ -75,8 +82,6 @@ def _shipped_file(spec: BackboneSpec) -> Path | None:
 
 def _candidates(spec: BackboneSpec) -> list[tuple[str, Path | None, str]]:
     """(kind, path or None, description) in resolution order."""
-    import timm
-
     out: list[tuple[str, Path | None, str]] = []
     if spec.shipped:
         out.append(("shipped", _shipped_file(spec), f"the PyPI package providing `{spec.shipped}` "
@@ -87,24 +92,16 @@ def _candidates(spec: BackboneSpec) -> list[tuple[str, Path | None, str]]:
         out.append(("file", p if p.is_file() else None, str(p)))
     cfg = timm.models.get_pretrained_cfg(spec.timm_name)
     if cfg is not None and cfg.hf_hub_id:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-            from huggingface_hub.constants import HF_HUB_CACHE
-        except ImportError:  # pragma: no cover - huggingface_hub is a dependency
-            try_to_load_from_cache, HF_HUB_CACHE = None, "~/.cache/huggingface/hub"
         repo = cfg.hf_hub_id
         found = None
-        if try_to_load_from_cache is not None:
-            for fname in ("model.safetensors", "pytorch_model.bin"):
-                r = try_to_load_from_cache(repo, fname)
-                if isinstance(r, str) and os.path.isfile(r):
-                    found = Path(r)
-                    break
-        out.append(("hf-cache", found, f"{HF_HUB_CACHE}/models--{repo.replace('/', '--')}/snapshots/*/model.safetensors"))
+        for fname in ("model.safetensors", "pytorch_model.bin"):
+            r = try_to_load_from_cache(repo, fname)
+            if isinstance(r, str) and os.path.isfile(r):
+                found = Path(r)
+                break
+        out.append(("hf-cache", found, f"{hf_constants.HF_HUB_CACHE}/models--{repo.replace('/', '--')}/snapshots/*/model.safetensors"))
     names = list(spec.torch_files) + ([os.path.basename(cfg.url)] if cfg is not None and cfg.url else [])
     if names:
-        import torch.hub
-
         for name in dict.fromkeys(names):
             p = Path(torch.hub.get_dir()) / "checkpoints" / name
             out.append(("torch-cache", p if p.is_file() else None, str(p)))
@@ -157,15 +154,11 @@ class WeightsFileError(MvcpaperError, ValueError):
 def _load_state_dict(path: Path, spec: BackboneSpec) -> dict:
     """The tensors of a checkpoint file (safetensors, or a torch file loaded with
     ``weights_only``), unwrapped from ``state_dict``/``model`` and DDP's ``module.``."""
-    import torch
-
     expected = f"expected the weights of {spec.name} (timm {spec.timm_name})"
     if path.stat().st_size == 0:
         raise WeightsFileError(f"weights file {path} is empty; {expected}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             sd = load_file(str(path))
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -232,8 +225,6 @@ def build_model(backbone: str | BackboneSpec, weights: str | os.PathLike | None 
 
     Returns ``(model, WeightsSource)``.
     """
-    import timm
-
     spec = get_backbone(backbone)
     src = resolve_weights(spec, weights, download=download)
     if src.kind == "random":
