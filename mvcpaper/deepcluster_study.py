@@ -10,7 +10,7 @@ measures the final quality against k. Everything it makes goes under ``out_dir``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -29,38 +29,11 @@ from .cluster.deepcluster import (
 from .experiments import save_records
 from .metrics import nmi
 from .plots import save_figure
+from .presets import DeepClusterSettings
 from .tables import fmt_mean_std, save_table
 
-__all__ = ["DeepClusterSettings", "deepcluster_step", "plot_history", "plot_k_sweep", "plot_layer_study",
+__all__ = ["deepcluster_step", "plot_history", "plot_k_sweep", "plot_layer_study",
            "plot_image_rows", "layer_table"]
-
-
-@dataclass
-class DeepClusterSettings:
-    """What notebook 06 runs (a preset's choice; every field is a papermill parameter)."""
-
-    dataset: str | None = None       # None: coil100 when present, else the run's first data set
-    arch: str = "alexnet"
-    input_size: int = 64
-    k: int | None = None             # None: 10 x the number of classes (over-clustering)
-    epochs: int = 10
-    sobel: bool = True
-    clusterer: str = "kmeans"
-    fc_dim: int = 4096
-    batch_size: int = 256
-    lr: float = 0.05
-    reassign: float = 1.0            # images per epoch as a multiple of the set (reference: 1)
-    crop_scale: tuple = (0.2, 1.0)   # area range of the random resized crops (reference: 0.08-1)
-    k_values: list | None = None     # None: the classes x (1, 3, 10)
-    k_epochs: int = 3                # epochs of each run of the k sweep (one seed)
-    max_images: int | None = None    # a class-stratified subset, to bound CPU time
-
-    def resolved_k(self, n_classes: int, n_images: int) -> int:
-        return min(self.k or 10 * n_classes, n_images // 2)
-
-    def resolved_k_values(self, n_classes: int, n_images: int) -> list[int]:
-        ks = self.k_values or [n_classes, 3 * n_classes, 10 * n_classes]
-        return sorted({min(int(k), n_images // 2) for k in ks})
 
 
 def _subset(ds, max_images: int | None):

@@ -24,7 +24,6 @@ from .data import (
     find_dataset_folder,
     load_dataset,
 )
-from .deepcluster_study import DeepClusterSettings
 from .errors import UnknownNameError
 from .features import (
     OFFLINE_BACKBONES,
@@ -36,9 +35,37 @@ from .features import (
 )
 from .preprocessing import l2_normalize
 
-__all__ = ["PRESETS", "RunConfig", "resolve"]
+__all__ = ["PRESETS", "PRESET_NAMES", "RunConfig", "DeepClusterSettings", "resolve"]
 
 REAL_DATASETS = ("coil100", "umist", "voc2007")
+
+
+@dataclass
+class DeepClusterSettings:
+    """What notebook 06 runs (a preset's choice; every field is a papermill parameter)."""
+
+    dataset: str | None = None       # None: coil100 when present, else the run's first data set
+    arch: str = "alexnet"
+    input_size: int = 64
+    k: int | None = None             # None: 10 x the number of classes (over-clustering)
+    epochs: int = 10
+    sobel: bool = True
+    clusterer: str = "kmeans"
+    fc_dim: int = 4096
+    batch_size: int = 256
+    lr: float = 0.05
+    reassign: float = 1.0            # images per epoch as a multiple of the set (reference: 1)
+    crop_scale: tuple = (0.2, 1.0)   # area range of the random resized crops (reference: 0.08-1)
+    k_values: list | None = None     # None: the classes x (1, 3, 10)
+    k_epochs: int = 3                # epochs of each run of the k sweep (one seed)
+    max_images: int | None = None    # a class-stratified subset, to bound CPU time
+
+    def resolved_k(self, n_classes: int, n_images: int) -> int:
+        return min(self.k or 10 * n_classes, n_images // 2)
+
+    def resolved_k_values(self, n_classes: int, n_images: int) -> list[int]:
+        ks = self.k_values or [n_classes, 3 * n_classes, 10 * n_classes]
+        return sorted({min(int(k), n_images // 2) for k in ks})
 
 
 @dataclass
