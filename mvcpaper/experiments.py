@@ -14,16 +14,13 @@ import pandas as pd
 
 from ._utils import atomic_path, resolve_device, tqdm
 from .cache import code_stamp, entry_path, load_arrays, save_arrays, stable_hash
-from .cluster import make_method
+from .cluster import get_method, make_method
 from .metrics import evaluate
 
 __all__ = ["run_methods", "records_frame", "save_records", "RECORD_COLUMNS"]
 
 RECORD_COLUMNS = ["dataset", "views", "method", "seed", "nmi", "acc", "ari", "seconds", "device",
                   "n_clusters", "n_clusters_found", "preset"]
-
-#: methods whose result does not depend on the seed: run once, recorded with seed 0
-DETERMINISTIC = {"agglomerative"}
 
 
 def run_methods(dataset: str, views: dict[str, np.ndarray], labels, methods, seeds=(0,), n_clusters=None,
@@ -38,7 +35,7 @@ def run_methods(dataset: str, views: dict[str, np.ndarray], labels, methods, see
     k = int(n_clusters or len(np.unique(labels)))
     dev = str(resolve_device(device))
     jobs = [(v, m, s) for v in views for m in methods
-            for s in ((seeds[0],) if m in DETERMINISTIC else seeds)]
+            for s in ((seeds[0],) if get_method(m).deterministic else seeds)]
     records = []
     for view, method, seed in tqdm(jobs, desc=f"cluster {dataset}", disable=not progress):
         est = make_method(method, n_clusters=k, seed=int(seed), device=device, **method_params.get(method, {}))

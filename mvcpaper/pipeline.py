@@ -172,7 +172,7 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
     t2 = table2(df, cfg.datasets, cfg.frameworks)
     note = (f"Table 2: NMI, mean ± std over seeds {cfg.seeds}, beside the paper's value. MVEC is the co-association "
             "consensus of the per-view partitions (average linkage), not Tao et al.'s low-rank solver. DMVC "
-            "fine-tunes the last layers of each CNN (see mvcpaper.cluster.multiview.FINETUNE_TAILS). "
+            "fine-tunes the last layers of each CNN (BackboneSpec.finetune_tail in mvcpaper.features). "
             f"Method settings: {cfg.method_params or 'defaults'}. {_views_note(cfg)}")
     if skipped:
         note += (f" DMVC not run on {', '.join(skipped)}: more than {cfg.dmvc_max_images_cpu} images on the CPU "

