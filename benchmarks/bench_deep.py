@@ -51,7 +51,7 @@ def main():
         base = kmeans_seconds(X if not isinstance(X, list) else cc)
         m = make_method(name, k, device=args.device, progress=False, pretrain_epochs=e, max_epochs=e, tol=0).fit(X)
         add(name, label, "pretrain epoch", m.pretrain_seconds_ / m.pretrain_epochs_, base)
-        add(name, label, "clustering epoch", float(np.mean([h["seconds"] for h in m.history_])), base)
+        add(name, label, "clustering epoch", float(np.mean([h["seconds"] for h in m.history_ if "seconds" in h])), base)
     for name, X, label in [("jule", views[0], "Lite0 (1280-d)"), ("jule", cc, "CC (3840-d)"),
                            ("dmvc_jule", views, "3 views")]:
         base = kmeans_seconds(X if not isinstance(X, list) else cc)

@@ -113,3 +113,40 @@ def test_fewer_clusters_are_said_and_recorded():
     with pytest.warns(FewerClustersWarning):
         recs = run_methods("dup", {"x": X}, np.repeat(np.arange(5), 10), ["kmeans"], n_clusters=8, progress=False)
     assert recs[0]["n_clusters"] == 8 and recs[0]["n_clusters_found"] == 5
+
+
+# ----------------------------------------------------------------------------- the estimator contract
+FAST = {"idec": {"pretrain_steps": 40, "max_steps": 20, "hidden": (32, 32, 64)}, "dec": {"pretrain_steps": 40,
+        "max_steps": 20, "hidden": (32, 32, 64)}, "dmvc_idec": {"pretrain_steps": 40, "max_steps": 20,
+        "hidden": (32, 32, 64)}, "jule": {"epochs_per_period": 1}, "dmvc_jule": {"epochs_per_period": 1},
+        "dmvc": {"epochs_per_period": 1}}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_registered_method_keeps_the_contract(name):
+    import inspect
+
+    import torch
+    from sklearn.base import clone
+
+    spec = METHODS[name]
+    params = inspect.signature(spec.cls.__init__).parameters
+    assert {"n_clusters", "random_state", "device", "progress"} <= set(params)
+    est = make_method(name, 3, seed=5, device="cpu", progress=False, **FAST.get(name, {}))
+    assert clone(est).get_params() == est.get_params()  # the constructor only stores its arguments
+    assert est.get_params()["random_state"] == 5
+    own = {k: v for k, v in vars(spec.cls).items() if not k.startswith("_") and not callable(v)
+           and not isinstance(v, property)}
+    assert not own, f"class-level settings belong in the constructor: {own}"
+    if name == "dmvc":  # reads CNN activation maps: fitted in test_multiview
+        return
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 0.3, (20, 6)) for c in range(3)]).astype(np.float32)
+    data = [X[:, :3], X[:, 3:]] if spec.multiview else X
+    state = torch.get_rng_state()
+    a = make_method(name, 3, seed=5, device="cpu", progress=False, **FAST.get(name, {})).fit(data)
+    assert torch.equal(torch.get_rng_state(), state), "fit must not touch the global random state"
+    b = make_method(name, 3, seed=5, device="cpu", progress=False, **FAST.get(name, {})).fit(data)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    if hasattr(a, "transform"):
+        np.testing.assert_allclose(a.embedding_, a.transform(data), rtol=1e-4, atol=1e-5)

@@ -222,3 +222,11 @@ def test_a_planted_checkpoint_never_runs_code(images, tmp_path):
     with pytest.warns(CacheWarning, match="checksum"):
         DeepCluster(checkpoint_dir=tmp_path, **kw).fit(X, y)
     assert not marker.exists()
+
+
+def test_fit_leaves_the_global_random_state_alone(images):
+    X, y = images
+    state = torch.get_rng_state()
+    dc = DeepCluster(n_clusters=8, epochs=1, random_state=1, **SMALL).fit(X[::2], y[::2])
+    assert torch.equal(torch.get_rng_state(), state)
+    assert dc.embedding_.shape == (len(X[::2]), SMALL["fc_dim"])

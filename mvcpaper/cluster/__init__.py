@@ -64,17 +64,15 @@ def list_methods() -> list[str]:
 
 def make_method(name: str, n_clusters: int, seed: int = 0, device: str = "auto", progress: bool | None = None,
                 **params) -> ClusterBase:
-    """Build a registered method with its seed (and device and progress bars, where it has them)."""
+    """Build a registered method with its seed, device and progress bars (``None``: its default)."""
     cls = get_method(name).cls
-    accepted = inspect.signature(cls.__init__).parameters
-    kwargs = {"n_clusters": n_clusters, "random_state": seed, **params}
-    if "device" in accepted:
-        kwargs["device"] = device
-    if progress is not None and "progress" in accepted:
-        kwargs["progress"] = progress
-    unknown = set(kwargs) - set(accepted)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = set(params) - accepted
     if unknown:
-        raise TypeError(f"method {name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(set(accepted) - {'self'})}")
+        raise TypeError(f"method {name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(accepted)}")
+    kwargs = {"n_clusters": n_clusters, "random_state": seed, "device": device, **params}
+    if progress is not None:
+        kwargs["progress"] = progress
     return cls(**kwargs)
 
 

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-__all__ = ["ClusterBase", "check_views", "check_n_clusters", "FewerClustersWarning"]
+__all__ = ["ClusterBase", "check_views", "check_n_clusters", "center_distances", "FewerClustersWarning"]
 
 
 class FewerClustersWarning(UserWarning):
@@ -52,14 +52,24 @@ def check_n_clusters(n_clusters: int, n_samples: int) -> int:
     return int(n_clusters)
 
 
+def center_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Euclidean distance of every row to every centre, (n, k), without an (n, k, d) array."""
+    d2 = (X * X).sum(1)[:, None] - 2.0 * X @ centers.T + (centers * centers).sum(1)[None, :]
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
 class ClusterBase(ClusterMixin, BaseEstimator):
     """scikit-learn style: hyper-parameters in ``__init__``, ``fit(X)`` sets ``labels_``.
 
     ``X`` is one array (single view) or a list of arrays (views). Single-view methods
     given several views concatenate them (the paper's "CC" input).
-    """
 
-    multiview = False
+    The contract every registered method keeps (``tests/test_cluster.py`` checks it): the
+    constructor takes ``n_clusters``, ``random_state``, ``device`` and ``progress`` and only
+    stores its arguments; the same seed gives the same labels without touching the global
+    random state; a method with ``transform`` also sets ``embedding_`` (its transform of the
+    training data).
+    """
 
     def _views(self, X) -> list[np.ndarray]:
         views = check_views(X)

@@ -41,7 +41,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from .._utils import resolve_device, tqdm
+from .._utils import resolve_device, seeded, tqdm
 from ..cache import read_entry, write_entry
 from ..errors import UnknownNameError
 from ..metrics import nmi
@@ -395,6 +395,8 @@ class DeepCluster(ClusterBase):
     ----------
     labels_ : ndarray
         The clustering of the final network's features (k-means or PIC).
+    embedding_ : ndarray (n_images, fc_dim)
+        Those features (:meth:`transform` of the training images).
     history_ : list of dict
         Per epoch: ``epoch, loss, n_clusters, nmi_true`` (when ``y`` is given to ``fit``),
         ``nmi_prev`` (against the previous epoch's assignment), ``clustering_loss``,
@@ -465,7 +467,7 @@ class DeepCluster(ClusterBase):
     # ------------------------------------------------------------------ steps
     def _seed(self, epoch: int) -> tuple[torch.Generator, np.random.Generator]:
         seed = int(self.random_state) * 100003 + int(epoch)
-        torch.manual_seed(seed)  # dropout
+        torch.manual_seed(seed)  # dropout (fit runs inside `seeded`: the caller's state is restored after)
         return torch.Generator().manual_seed(seed), np.random.default_rng(seed)
 
     def features(self, images: torch.Tensor) -> np.ndarray:
@@ -549,6 +551,10 @@ class DeepCluster(ClusterBase):
         ``y`` (true labels, optional) is only logged (``nmi_true`` per epoch), never used
         for training.
         """
+        with seeded(self.random_state, resolve_device(self.device)):  # init and dropout, without the global RNG
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
     
 
         if self.clusterer not in ("kmeans", "pic"):
@@ -559,7 +565,6 @@ class DeepCluster(ClusterBase):
         if y is not None and len(y) != n:
             raise ValueError(f"y has {len(y)} labels for {n} images")
         dev = resolve_device(self.device)
-        torch.manual_seed(int(self.random_state))
         self.model_ = DeepClusterNet(self.arch, self.input_size, self.sobel, self.fc_dim, self.n_clusters).to(dev)
         self.initial_state_ = {k: v.detach().cpu().clone() for k, v in self.model_.state_dict().items()
                                if not k.startswith("top_layer.")}
@@ -590,7 +595,8 @@ class DeepCluster(ClusterBase):
             self._save(epoch + 1, last)
         bar.close()
         gen, rng = self._seed(self.epochs)
-        labels, _ = self._cluster(self.features(images), int(rng.integers(2 ** 31)))
+        self.embedding_ = self.features(images)
+        labels, _ = self._cluster(self.embedding_, int(rng.integers(2 ** 31)))
         self._set_labels(labels, expected=self.clusterer == "kmeans")
         return self
 

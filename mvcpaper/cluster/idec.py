@@ -26,7 +26,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torch.nn import functional as F
 
-from .._utils import resolve_device, tqdm
+from .._utils import resolve_device, seeded, tqdm
 from ._base import ClusterBase
 
 __all__ = ["IDEC", "DEC", "MLPAutoencoder", "soft_assign", "target_distribution"]
@@ -130,11 +130,12 @@ class IDEC(ClusterBase):
     labels_ : ndarray (n_samples,)
     cluster_centers_ : ndarray (n_clusters, embed_dim)
         Centres in the embedding.
+    embedding_ : ndarray (n_samples, embed_dim)
+        The final embedding of the training data (:meth:`transform`).
     history_ : list of dict
-        One entry per target update: epoch, fraction of labels changed, losses.
+        One entry per clustering epoch: ``epoch``, ``kl``, ``reconstruction``, ``seconds``,
+        and ``changed`` (fraction of labels changed) on the epochs that update the target.
     """
-
-    reconstruction = True
 
     def __init__(self, n_clusters: int = 8, hidden=(500, 500, 2000), embed_dim: int = 10, gamma: float = 0.1,
                  pretrain_epochs: int = 200, max_epochs: int = 200, batch_size: int = 256, lr: float = 1e-3,
@@ -169,6 +170,15 @@ class IDEC(ClusterBase):
         return MLPAutoencoder([dims[0], *self.hidden, self.embed_dim])
 
     # ------------------------------------------------------------------ stages
+    def _clustering_parameters(self, centers) -> list:
+        """What the clustering stage trains: encoder, centres and decoder."""
+        return [*self.model_.encoder_parameters(), centers, *self.model_.decoder_parameters()]
+
+    def _clustering_loss(self, z, xs, kl):
+        """``(loss, reconstruction error)`` of a batch at the clustering stage."""
+        rec = self._reconstruction(z, xs)
+        return rec + self.gamma * kl, rec.item()
+
     def _reconstruction(self, z, xs):
         outs = self.model_.decode(z)
         return sum(F.mse_loss(o, x) for o, x in zip(outs, xs)) / len(xs)
@@ -191,11 +201,14 @@ class IDEC(ClusterBase):
         return torch.cat([self.model_.encode([x[s:s + 4096] for x in X]) for s in range(0, len(X[0]), 4096)])
 
     def fit(self, X, y=None):
+        with seeded(self.random_state, resolve_device(self.device)):  # weight init, without the global RNG
+            return self._fit(X)
+
+    def _fit(self, X):
         inputs = self._inputs(X)
         self._scale_fit(inputs)
         inputs = self._scale_apply(inputs)
         dev = resolve_device(self.device)
-        torch.manual_seed(int(self.random_state))
         gen = torch.Generator().manual_seed(int(self.random_state))
         Xt = [torch.as_tensor(x, device=dev) for x in inputs]
         n = len(inputs[0])
@@ -209,10 +222,7 @@ class IDEC(ClusterBase):
         km = KMeans(self.n_clusters, n_init=self.n_init, random_state=self.random_state).fit(z)
         self.init_labels_ = km.labels_.copy()
         centers = nn.Parameter(torch.as_tensor(km.cluster_centers_, dtype=torch.float32, device=dev))
-        params = list(self.model_.encoder_parameters()) + [centers]
-        if self.reconstruction:
-            params += list(self.model_.decoder_parameters())
-        opt = torch.optim.Adam(params, lr=self.lr)
+        opt = torch.optim.Adam(self._clustering_parameters(centers), lr=self.lr)
         last = torch.as_tensor(km.labels_, device=dev)
         self.history_ = []
         p_all = None
@@ -220,6 +230,7 @@ class IDEC(ClusterBase):
         bar = tqdm(range(self._epochs(self.max_epochs, self.max_steps, n)), desc=f"{type(self).__name__} clustering", leave=False,
                    disable=not self.progress)
         for epoch in bar:
+            record = {"epoch": epoch}
             if epoch % self.update_interval == 0:
                 with torch.no_grad():
                     q_all = soft_assign(self._embed(Xt), centers, self.alpha)
@@ -227,9 +238,10 @@ class IDEC(ClusterBase):
                     pred = q_all.argmax(1)
                     changed = float((pred != last).float().mean())
                     last = pred
-                self.history_.append({"epoch": epoch, "changed": changed})
+                record["changed"] = changed
                 bar.set_postfix(changed=f"{changed:.4f}")
                 if epoch > 0 and changed < self.tol:
+                    self.history_.append(record)
                     break
             self.model_.train()
             t_epoch = time.perf_counter()
@@ -239,18 +251,14 @@ class IDEC(ClusterBase):
                 z = self.model_.encode(xs)
                 q = soft_assign(z, centers, self.alpha)
                 kl = F.kl_div(q.clamp_min(1e-12).log(), p_all[idx.to(dev)], reduction="batchmean")
-                if self.reconstruction:  # DEC never runs the decoder at this stage
-                    rec = self._reconstruction(z, xs)
-                    loss = rec + self.gamma * kl
-                    rec_sum += rec.item() * len(idx)
-                else:
-                    loss = kl
+                loss, rec = self._clustering_loss(z, xs, kl)
+                rec_sum += rec * len(idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 kl_sum += kl.item() * len(idx)
-            self.history_[-1].update(kl=kl_sum / n, reconstruction=rec_sum / n,
-                                     seconds=time.perf_counter() - t_epoch)
+            self.history_.append({**record, "kl": kl_sum / n, "reconstruction": rec_sum / n,
+                                  "seconds": time.perf_counter() - t_epoch})
         with torch.no_grad():
             z_all = self._embed(Xt)
             q_all = soft_assign(z_all, centers, self.alpha)
@@ -296,7 +304,11 @@ class DEC(IDEC):
     """Deep Embedded Clustering: IDEC without the reconstruction term at the clustering stage.
 
     The encoder and centres are trained by the KL loss alone (``gamma`` is unused); the
-    decoder serves only the pretraining.
+    decoder serves only the pretraining (it never runs at the clustering stage).
     """
 
-    reconstruction = False
+    def _clustering_parameters(self, centers) -> list:
+        return [*self.model_.encoder_parameters(), centers]
+
+    def _clustering_loss(self, z, xs, kl):
+        return kl, 0.0

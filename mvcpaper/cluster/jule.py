@@ -45,7 +45,7 @@ from sklearn.neighbors import NearestNeighbors
 from torch import nn
 from torch.nn import functional as F
 
-from .._utils import resolve_device, tqdm
+from .._utils import resolve_device, seeded, tqdm
 from ..preprocessing import l2_normalize
 from ._base import ClusterBase, check_n_clusters
 
@@ -400,12 +400,15 @@ class JULE(ClusterBase):
         return total / max(count, 1)
 
     def fit(self, X, y=None):
+        with seeded(self.random_state, resolve_device(self.device)):  # weight init, without the global RNG
+            return self._fit(X)
+
+    def _fit(self, X):
         if self.negatives not in ("random", "neighbours"):
             raise ValueError(f"negatives must be 'random' or 'neighbours', got {self.negatives!r}")
         inputs = self._inputs(X)
         k = check_n_clusters(self.n_clusters, len(inputs[0]))
         dev = resolve_device(self.device)
-        torch.manual_seed(int(self.random_state))
         rng = np.random.default_rng(int(self.random_state))
         tensors = [torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=dev) for x in inputs]
         Z = self._initial_representation(inputs)

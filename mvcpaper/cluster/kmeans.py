@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .._utils import resolve_device
-from ._base import ClusterBase
+from ._base import ClusterBase, center_distances
 
 __all__ = ["TorchKMeans", "kmeans_plusplus", "assign", "lloyd", "fill_empty_clusters"]
 
@@ -113,6 +113,8 @@ class TorchKMeans(ClusterBase):
     device : str
         ``"auto"`` picks CUDA when present.
     random_state : int
+    progress : bool
+        Accepted for a uniform interface (k-means shows no bar).
 
     Attributes
     ----------
@@ -123,13 +125,14 @@ class TorchKMeans(ClusterBase):
     """
 
     def __init__(self, n_clusters: int = 8, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4,
-                 device: str = "auto", random_state: int = 0):
+                 device: str = "auto", random_state: int = 0, progress: bool = True):
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
         self.device = device
         self.random_state = random_state
+        self.progress = progress
 
     def fit(self, X, y=None):
         Xn = self._single(X)
@@ -149,6 +152,7 @@ class TorchKMeans(ClusterBase):
         for j in np.unique(labels):  # centres of the clusters fill_empty_clusters changed
             C[j] = Xn[labels == j].mean(0)
         self.cluster_centers_ = C
+        self.embedding_ = center_distances(Xn, C)
         self.inertia_ = float(d.sum())
         self.n_iter_ = n_iter
         self._set_labels(labels)
@@ -162,7 +166,4 @@ class TorchKMeans(ClusterBase):
 
     def transform(self, X):
         """Distances to every centre, shape (n_samples, n_clusters)."""
-        Xn = self._single(X)
-        C = self.cluster_centers_
-        d = (Xn ** 2).sum(1)[:, None] - 2 * Xn @ C.T + (C ** 2).sum(1)[None, :]
-        return np.sqrt(np.maximum(d, 0))
+        return center_distances(self._single(X), self.cluster_centers_)

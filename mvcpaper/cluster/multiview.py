@@ -113,16 +113,29 @@ class DMVCJULE(JULE):
 
     ``X`` is a list of views (frozen CNN features, L2-normalised rows). The first merging
     period runs on the concatenation of the L2-normalised views, like CC; every later one on
-    MVnet's embedding. Other parameters: see :class:`~mvcpaper.cluster.jule.JULE`.
+    MVnet's embedding. ``branch``: the widths of each view's branch; ``hidden``: the shared
+    layers between the concatenated branches and the embedding. Other parameters: see
+    :class:`~mvcpaper.cluster.jule.JULE`.
     """
 
-    branch = (100,)
+    def __init__(self, n_clusters: int = 8, branch=(100,), k_s: int = 20, k_c: int = 5, eta: float = 0.9,
+                 lam: float = 1.0, embed_dim: int = 100, hidden=(), epochs_per_period: int = 20,
+                 batch_size: int = 200, lr: float = 1e-3, weight_decay: float = 1e-4, margin: float = 0.2,
+                 pos_weight: float = 2.0, n_neg: int = 2, negatives: str = "random", recluster: bool = True,
+                 device: str = "auto", random_state: int = 0, progress: bool = True):
+        super().__init__(n_clusters=n_clusters, k_s=k_s, k_c=k_c, eta=eta, lam=lam, embed_dim=embed_dim,
+                         hidden=hidden, epochs_per_period=epochs_per_period, batch_size=batch_size, lr=lr,
+                         weight_decay=weight_decay, margin=margin, pos_weight=pos_weight, n_neg=n_neg,
+                         negatives=negatives, recluster=recluster, device=device, random_state=random_state,
+                         progress=progress)
+        self.branch = branch
 
     def _inputs(self, X):
         return _check_multiview(self, X)
 
     def _build_network(self, inputs):
-        return MVNet([x.shape[1] for x in inputs], branch=self.branch, shared=(self.embed_dim,), normalize=True)
+        return MVNet([x.shape[1] for x in inputs], branch=tuple(self.branch),
+                     shared=(*self.hidden, self.embed_dim), normalize=True)
 
 
 class DMVCIDEC(IDEC):
@@ -267,16 +280,16 @@ class DMVC(DMVCJULE):
     """
 
     def __init__(self, n_clusters: int = 8, backbones=(), weights="imagenet", finetune_lr: float = 1e-4,
-                 k_s: int = 20, k_c: int = 5, eta: float = 0.9, lam: float = 1.0, embed_dim: int = 100,
+                 branch=(100,), k_s: int = 20, k_c: int = 5, eta: float = 0.9, lam: float = 1.0, embed_dim: int = 100,
                  hidden=(), epochs_per_period: int = 20, batch_size: int = 1024, lr: float = 1e-3,
                  weight_decay: float = 1e-4, margin: float = 0.2, pos_weight: float = 2.0, n_neg: int = 2,
                  negatives: str = "random", recluster: bool = True, device: str = "auto", random_state: int = 0,
                  progress: bool = True):
-        super().__init__(n_clusters=n_clusters, k_s=k_s, k_c=k_c, eta=eta, lam=lam, embed_dim=embed_dim,
-                         hidden=hidden, epochs_per_period=epochs_per_period, batch_size=batch_size, lr=lr,
-                         weight_decay=weight_decay, margin=margin, pos_weight=pos_weight, n_neg=n_neg,
-                         negatives=negatives, recluster=recluster, device=device, random_state=random_state,
-                         progress=progress)
+        super().__init__(n_clusters=n_clusters, branch=branch, k_s=k_s, k_c=k_c, eta=eta, lam=lam,
+                         embed_dim=embed_dim, hidden=hidden, epochs_per_period=epochs_per_period,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, margin=margin,
+                         pos_weight=pos_weight, n_neg=n_neg, negatives=negatives, recluster=recluster,
+                         device=device, random_state=random_state, progress=progress)
         self.backbones = backbones
         self.weights = weights
         self.finetune_lr = finetune_lr
@@ -311,7 +324,8 @@ class DMVC(DMVCJULE):
 
     def _build_network(self, inputs):
         dims = [f.shape[1] for f in self.frozen_features_]
-        return MVNet(dims, branch=self.branch, shared=(self.embed_dim,), normalize=True, heads=self.tails_)
+        return MVNet(dims, branch=tuple(self.branch), shared=(*self.hidden, self.embed_dim), normalize=True,
+                     heads=self.tails_)
 
     def _param_groups(self):
         tail_params = [p for p in self.net_.heads.parameters() if p.requires_grad]
