@@ -13,118 +13,39 @@
 * a gallery of one cluster's images, worst-fitting first (farthest from the cluster's
   mean in the clustered features), each captioned with its true class.
 
-Everything is computed by the package's own steps with their caches: features
-(:meth:`RunConfig.features`), t-SNE (:func:`mvcpaper.plots.tsne`) and fits
-(:func:`mvcpaper.experiments.fit_cached`, with the same keys as notebooks 03-04, so
-what ``reproduce`` computed opens at once). Every long step reports in a progress bar
-and a status line; an error is shown there instead of failing silently.
-
-The pure functions (:func:`matched_confusion`, :func:`worst_fitting`,
-:func:`thumbnail_png`) are what the tests check; the widgets only display them.
+What is shown is computed by :mod:`mvcpaper.explore` (features, t-SNE and fits through the
+package's caches, with the same keys as notebooks 03-04, so what ``reproduce`` computed
+opens at once); this module only draws it and reacts. Every long step reports in a
+progress bar and a status line; an error is shown there instead of failing silently.
 """
 from __future__ import annotations
 
+import contextlib
 import html
-import io
 import time
-from dataclasses import dataclass
 
 import ipywidgets as W
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from IPython.display import display
-from matplotlib.colors import to_hex
-from sklearn.metrics.cluster import contingency_matrix
 
-from .cluster import METHODS, make_method
+from .cluster import METHODS
 from .errors import UnknownNameError
-from .experiments import fit_cached
-from .metrics import evaluate, hungarian_match
-from .pipeline import feature_key
-from .plots import class_palette, tsne
+from .explore import (
+    ExplorerState,
+    compute_state,
+    matched_confusion,
+    point_colours,
+    thumbnail_png,
+    worst_fitting,
+)
 
-__all__ = ["Explorer", "matched_confusion", "worst_fitting", "thumbnail_png", "palette_hex", "ExplorerState"]
+__all__ = ["Explorer", "DEFAULT_METHODS"]
 
 #: the methods offered for A and B (multi-view ones take the chosen views separately, the
 #: others their concatenation: MethodSpec.multiview)
 DEFAULT_METHODS = ("kmeans", "agglomerative", "jule", "idec", "mvec", "dmvc_jule")
-
-
-# ----------------------------------------------------------------------------- pure helpers
-
-def matched_confusion(labels_true, labels_pred, class_names=None) -> pd.DataFrame:
-    """Contingency table, clusters (rows) against classes (columns), in matched order.
-
-    Columns are the classes in their own order; rows are the clusters ordered by the
-    class the Hungarian matching gives them (so a perfect clustering is diagonal), then
-    the unmatched clusters by size. Row labels are ``"cluster c → class"``; the cluster
-    ids in row order are in ``.attrs["clusters"]``.
-    """
-    t, p = np.asarray(labels_true), np.asarray(labels_pred)
-    classes, clusters = np.unique(t), np.unique(p)
-    cm = contingency_matrix(p, t)  # rows: clusters (sorted), cols: classes (sorted)
-    match = hungarian_match(t, p)
-    col_of = {int(c): j for j, c in enumerate(classes)}
-    sizes = cm.sum(1)
-
-    def key(r):
-        m = match[int(clusters[r])]
-        return (0, col_of[m], 0) if m >= 0 else (1, 0, -sizes[r])
-
-    order = sorted(range(len(clusters)), key=key)
-    names = list(class_names) if class_names is not None else [str(c) for c in classes]
-    if len(names) != len(classes):  # class_names indexed by class id
-        names = [str(class_names[int(c)]) for c in classes]
-    rows = []
-    for r in order:
-        m = match[int(clusters[r])]
-        rows.append(f"cluster {clusters[r]} → {names[col_of[m]] if m >= 0 else 'unmatched'}")
-    out = pd.DataFrame(cm[order], index=pd.Index(rows, name="cluster"), columns=pd.Index(names, name="class"))
-    out.attrs["clusters"] = [int(clusters[r]) for r in order]
-    return out
-
-
-def worst_fitting(X, labels, cluster) -> np.ndarray:
-    """Indices of ``cluster``'s members, farthest from the cluster's mean first."""
-    X, labels = np.asarray(X, dtype=np.float32), np.asarray(labels)
-    members = np.flatnonzero(labels == cluster)
-    if len(members) == 0:
-        raise ValueError(f"cluster {cluster!r} has no members; clusters are {sorted(np.unique(labels).tolist())}")
-    d = np.linalg.norm(X[members] - X[members].mean(0), axis=1)
-    return members[np.argsort(-d, kind="stable")]
-
-
-def thumbnail_png(dataset, i: int, size: int = 112) -> bytes:
-    """Image ``i`` of ``dataset`` as PNG bytes, its longer side ``size`` px."""
-    img = dataset.load_image(int(i)).convert("RGB")
-    img.thumbnail((size, size))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def palette_hex(n: int) -> list[str]:
-    """``n`` distinct colours as ``#rrggbb`` (the static figures' palette)."""
-    return [to_hex(rgb) for rgb in class_palette(n)]
-
-
-# ----------------------------------------------------------------------------- state
-
-@dataclass
-class ExplorerState:
-    """What the explorer shows now (plain data, for tests and for reuse in a notebook)."""
-
-    dataset: object = None
-    views: tuple = ()
-    X: np.ndarray | None = None          # the clustered features (L2-normalised views, concatenated)
-    xy: np.ndarray | None = None         # the t-SNE map
-    labels: dict | None = None           # "A" / "B" -> predicted labels
-    scores: dict | None = None           # "A" / "B" -> {"nmi", "acc", "ari"}
-    match: dict | None = None            # "A" / "B" -> {cluster: matched class or -1}
-    selected: int | None = None          # index of the image shown as a thumbnail
-    cluster: int | None = None           # the cluster in the gallery
-    gallery: np.ndarray | None = None    # its indices, worst-fitting first
 
 
 # ----------------------------------------------------------------------------- the explorer
@@ -250,29 +171,17 @@ class Explorer:
                              f"{html.escape(str(err))}</span>")
 
     # ------------------------------------------------------------------ computing
+    @contextlib.contextmanager
+    def _captured(self):
+        """A step's own progress bar (features, deep methods), shown under the explorer while it runs."""
+        with self.log:
+            yield
+        self.log.clear_output()
+
     def _load(self, name: str):
         if name not in self._datasets:
             self._datasets[name] = self.cfg.load(name)
         return self._datasets[name]
-
-    def _fit(self, method: str, ds, views: tuple, feats: dict):
-        """Labels of ``method`` on the chosen views, through the fit cache (keys as notebooks 03-04)."""
-        k, joined = ds.n_classes, "+".join(views)
-        key = feature_key(self.cfg, ds)
-        if METHODS[method].multiview:  # DMVC-fix on all the run's views is notebook 04's fit
-            everything = tuple(views) == tuple(self.cfg.backbones) and method != "mvec"
-            inp, X = ("DMVC-fix" if everything else f"{method}:{joined}"), [feats[v] for v in views]
-        elif len(views) == 1:
-            inp, X = views[0], feats[views[0]]
-        else:
-            inp = "CC" if tuple(views) == tuple(self.cfg.backbones) else f"CC:{joined}"
-            X = np.concatenate([feats[v] for v in views], axis=1)
-        est = make_method(method, n_clusters=k, seed=self.seed, device=self.cfg.device, progress=True,
-                          **self.cfg.params(method))
-        with self.log:  # the method's own progress bar (deep methods), under the explorer
-            labels = fit_cached(est, X, {**key, "input": inp}, cache_dir=self.cfg.cache_dir)["labels"]
-        self.log.clear_output()
-        return np.asarray(labels)
 
     def refresh(self):
         """Recompute for the current choices: features, t-SNE, both methods; then redraw everything."""
@@ -286,25 +195,8 @@ class Explorer:
         try:
             self._step(0, n, f"loading {self.dataset.value} …")
             ds = self._load(self.dataset.value)
-            feats = {}
-            for i, v in enumerate(views):
-                self._step(i, n, f"features of {v} on {ds.name} ({len(ds)} images; extracted once, then cached) …")
-                with self.log:
-                    feats[v] = self.cfg.features(ds, v, normalize=True, progress=True)
-                self.log.clear_output()
-            X = np.concatenate([feats[v] for v in views], axis=1)
-            self._step(len(views), n, f"t-SNE of {len(ds)} points (cached after the first time; about a minute "
-                                      "for a few thousand points) …")
-            xy = tsne(X, seed=self.seed, cache_dir=self.cfg.cache_dir)
-            labels, scores, match = {}, {}, {}
-            for j, (slot, m) in enumerate(methods.items()):
-                self._step(len(views) + 1 + j, n, f"method {slot}: {m} on {'+'.join(views)} (cached after the "
-                                                 "first fit) …")
-                labels[slot] = self._fit(m, ds, views, feats)
-                scores[slot] = evaluate(ds.labels, labels[slot])
-                match[slot] = hungarian_match(ds.labels, labels[slot])
-            self.state = ExplorerState(dataset=ds, views=views, X=X, xy=xy, labels=labels, scores=scores,
-                                       match=match)
+            self.state = compute_state(self.cfg, ds, views, methods, self.seed, report=self._step,
+                                       capture=self._captured)
             self._step(n - 1, n, "drawing …")
             self._draw_scores()
             self._draw_scatters()
@@ -340,23 +232,9 @@ class Explorer:
                              f"{rows}</table>")
 
     def colours(self, slot: str) -> list[str]:
-        """The colour of every point in panel ``slot``.
-
-        By class: one colour per class. By cluster: each cluster takes the colour of the
-        class the Hungarian matching gives it, so the two panels and the class view are
-        comparable at a glance; unmatched clusters get colours of their own.
-        """
-        ds = self.state.dataset
-        classes = np.unique(ds.labels)
-        if self.colour_by.value == "class":
-            pal = palette_hex(len(classes))
-            return [pal[j] for j in np.searchsorted(classes, ds.labels)]
-        lab, match = self.state.labels[slot], self.state.match[slot]
-        extra = sorted(c for c, m in match.items() if m < 0)
-        pal = palette_hex(len(classes) + len(extra))
-        col_of = {c: (int(np.searchsorted(classes, m)) if m >= 0 else len(classes) + extra.index(c))
-                  for c, m in match.items()}
-        return [pal[col_of[int(c)]] for c in lab]
+        """The colour of every point in panel ``slot`` (:func:`~mvcpaper.explore.point_colours`)."""
+        st = self.state
+        return point_colours(st.dataset.labels, st.labels[slot], st.match[slot], self.colour_by.value)
 
     def _draw_scatters(self):
         st = self.state

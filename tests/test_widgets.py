@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from mvcpaper.metrics import evaluate
-from mvcpaper.widgets import Explorer, matched_confusion, thumbnail_png, worst_fitting
+from mvcpaper.explore import matched_confusion, thumbnail_png, worst_fitting
+from mvcpaper.widgets import Explorer
 
 pytest.importorskip("ipywidgets")
 pytest.importorskip("plotly")
