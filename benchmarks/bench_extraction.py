@@ -121,16 +121,16 @@ def main():
 
     if a.bf16:
         from mvcpaper.cluster import make_method
-        from mvcpaper.preprocessing import l2_normalize
         from mvcpaper.metrics import nmi
+        from mvcpaper.preprocessing import l2_normalize
 
         small = load_dataset("umist", root=a.data_root, max_per_class=10)
         f32 = extract_features(small, spec, precision="fp32", use_cache=False, progress=False)
         b16 = extract_features(small, spec, precision="bf16", use_cache=False, progress=False)
         cos = (l2_normalize(f32) * l2_normalize(b16)).sum(1)
         k = small.n_classes
-        s32 = np.mean([nmi(small.labels, make_method("kmeans", k, seed=s).fit_predict(l2_normalize(f32))) for s in range(3)])
-        s16 = np.mean([nmi(small.labels, make_method("kmeans", k, seed=s).fit_predict(l2_normalize(b16))) for s in range(3)])
+        s32, s16 = (np.mean([nmi(small.labels, make_method("kmeans", k, seed=s).fit_predict(l2_normalize(f)))
+                             for s in range(3)]) for f in (f32, b16))
         print(f"\nbf16 vs fp32 on {len(small)} UMist images: feature cosine min {cos.min():.4f} mean {cos.mean():.4f}; "
               f"KMeans NMI fp32 {s32:.3f}, bf16 {s16:.3f} (3 seeds)")
 

@@ -17,9 +17,9 @@ from sklearn.cluster import KMeans
 
 from mvcpaper.cluster import TorchKMeans
 from mvcpaper.data import load_dataset
-from mvcpaper.preprocessing import l2_normalize
 from mvcpaper.features import OFFLINE_BACKBONES, extract_features
 from mvcpaper.metrics import nmi
+from mvcpaper.preprocessing import l2_normalize
 
 
 def main():

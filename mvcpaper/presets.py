@@ -160,7 +160,8 @@ def _found_datasets(root) -> list[str]:
     found = [n for n in REAL_DATASETS if find_dataset_folder(DATASETS[n], base) is not None]
     if not found:
         raise DatasetNotFoundError(
-            f"no data set under the data root {base} (looked for {', '.join(f for n in REAL_DATASETS for f in DATASETS[n].folders[:1])}); "
+            f"no data set under the data root {base} (looked for "
+            f"{', '.join(DATASETS[n].folders[0] for n in REAL_DATASETS)}); "
             "run `mvcpaper download umist --data-root ...` or point MVCPAPER_DATA at ../shared/data"
         )
     return found

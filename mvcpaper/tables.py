@@ -10,7 +10,7 @@ from ._utils import atomic_path
 from .cluster import method_label
 from .paper import TABLE1, TABLE2, TABLE3
 
-__all__ = ["table1", "summary", "baseline_table", "save_table", "fmt_mean_std", "table2", "table3"]
+__all__ = ["table1", "baseline_table", "save_table", "fmt_mean_std", "table2", "table3"]
 
 
 def table1(datasets) -> pd.DataFrame:
@@ -29,15 +29,6 @@ def fmt_mean_std(values) -> str:
     if len(v) == 1:
         return f"{v[0]:.3f}"
     return f"{v.mean():.3f} ± {v.std(ddof=0):.3f}"
-
-
-def summary(records, metrics=("nmi", "acc", "ari")) -> pd.DataFrame:
-    """Mean, std and count over seeds for each (dataset, views, method)."""
-    df = pd.DataFrame(records)
-    g = df.groupby(["dataset", "views", "method"], sort=False)[list(metrics)]
-    out = g.agg(["mean", "std", "count"])
-    out.columns = [f"{m}_{s}" for m, s in out.columns]
-    return out.reset_index()
 
 
 def baseline_table(records, metric: str = "nmi", method_labels: dict | None = None) -> pd.DataFrame:

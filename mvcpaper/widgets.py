@@ -93,7 +93,8 @@ class Explorer:
         labels = {m: f"{METHODS[m].label} ({m})" for m in methods}
 
         self.dataset = W.Dropdown(options=list(cfg.datasets), value=dataset, description="data set")
-        self.views = W.SelectMultiple(options=list(cfg.backbones), value=(cfg.backbones[0],), rows=min(5, len(cfg.backbones)),
+        self.views = W.SelectMultiple(options=list(cfg.backbones), value=(cfg.backbones[0],),
+                                      rows=min(5, len(cfg.backbones)),
                                       description="view(s)")
         self.method_a = W.Dropdown(options=[(labels[m], m) for m in methods], value=method_a, description="method A")
         self.method_b = W.Dropdown(options=[(labels[m], m) for m in methods], value=method_b, description="method B")
@@ -305,10 +306,11 @@ class Explorer:
                                         f"{html.escape(str(ds.class_names[ds.labels[i]]))}</span>")]))
         self.gallery.children = items
         wrong = int(np.sum(ds.labels[order] != matched))
+        shown = f"; first {self.gallery_size} shown" if len(order) > self.gallery_size else ""
         self.gallery_caption.value = (f"cluster {cluster} of {slot} ({html.escape(self._method_name(slot))}): "
                                       f"{len(order)} images, {wrong} not of its matched class "
                                       f"({html.escape(str(ds.class_names[matched])) if matched >= 0 else 'none'})"
-                                      f"{'; first ' + str(self.gallery_size) + ' shown' if len(order) > self.gallery_size else ''}")
+                                      f"{shown}")
 
     def _on_cluster(self, change):
         if change["new"] is not None and self.state.labels is not None and change["new"] != self.state.cluster:

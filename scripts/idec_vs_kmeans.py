@@ -2,7 +2,8 @@
 
 Usage::
 
-    MVCPAPER_DATA=../shared/data python scripts/idec_vs_kmeans.py --dataset umist [--pretrain-steps 300 --max-steps 200] [--set embed_dim=32]
+    MVCPAPER_DATA=../shared/data python scripts/idec_vs_kmeans.py --dataset umist \
+        [--pretrain-steps 300 --max-steps 200] [--set embed_dim=32]
 
 Without the step options IDEC runs with its full defaults (200 pretraining epochs).
 Prints, per view: IDEC NMI mean ± std, the autoencoder + KMeans start, KMeans on the

@@ -58,7 +58,8 @@ NOTEBOOKS = {
                "beside the paper's values. Fits are cached, so notebook 05 reuses them."),
         ("params", PARAMS), ("code", RESOLVE),
         ("code", "records, t2 = pipeline.multiview_step(cfg, out)\ndisplay(Markdown('**Table 2 (NMI)**'), t2)"),
-        ("code", "display(records.groupby(['dataset', 'views', 'method'], sort=False)[['nmi', 'acc', 'ari', 'seconds']].mean().round(3))"),
+        ("code", "display(records.groupby(['dataset', 'views', 'method'], sort=False)\n"
+                 "        [['nmi', 'acc', 'ari', 'seconds']].mean().round(3))"),
     ],
     "05_representations": [
         ("md", "# 05 · Learned representations (Table 3, Fig. 5)\nKMeans on one view's raw features, on its JULE "
@@ -87,7 +88,8 @@ clusterer = None        # kmeans | pic'''),
                  "                             input_size=input_size, sobel=sobel, clusterer=clusterer)\n"
                  "print(res['setting'])\nfigs['history']"),
         ("code", "figs['k']"),
-        ("code", "display(Markdown('**Per conv layer: trained vs random network**'), res['layer_table'])\nfigs['layers']"),
+        ("code", "display(Markdown('**Per conv layer: trained vs random network**'), res['layer_table'])\n"
+                 "figs['layers']"),
         ("code", "figs['neighbours']"),
         ("code", "figs['filters']"),
         ("code", "display(res['history'].round(3))"),
@@ -108,8 +110,8 @@ method_a = "kmeans"     # any registered method, e.g. agglomerative, jule, idec,
 method_b = "agglomerative"
 webgl = None            # None: WebGL scatter above 1500 points, SVG below'''),
         ("code", RESOLVE + "\nfrom mvcpaper.widgets import Explorer"),
-        ("code", "explorer = Explorer(cfg, dataset=explore_dataset, method_a=method_a, method_b=method_b, seed=cfg.seeds[0],\n"
-                 "                    webgl=webgl)\nexplorer"),
+        ("code", "explorer = Explorer(cfg, dataset=explore_dataset, method_a=method_a, method_b=method_b,\n"
+                 "                    seed=cfg.seeds[0], webgl=webgl)\nexplorer"),
     ],
 }
 

@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import write_png
 from PIL import Image
 
 from mvcpaper import cache as cache_mod

@@ -27,7 +27,6 @@ from mvcpaper.data.download import (
     safe_extract,
 )
 
-
 # ----------------------------------------------------------------------------- generic layouts
 
 def test_labelled_folder_numeric_order(labelled_folder):

@@ -56,7 +56,8 @@ def test_weights_files_that_are_not_the_backbones_say_so(tmp_path):
     junk.write_bytes(bytes(range(256)) * 40)
     empty = tmp_path / "empty.safetensors"
     empty.touch()
-    cases = [(junk, WeightsFileError, "cannot read .*junk.pth"), (empty, WeightsFileError, "empty.safetensors is empty"),
+    cases = [(junk, WeightsFileError, "cannot read .*junk.pth"),
+             (empty, WeightsFileError, "empty.safetensors is empty"),
              (tmp_path, WeightsNotFoundError, "is a folder"),
              (resnet, WeightsFileError, "does not hold weights of efficientnet_lite0.*another architecture")]
     for path, err, match in cases:
@@ -113,9 +114,8 @@ def test_weights_from_user_dir_torch_cache_and_hf_cache(tmp_path, monkeypatch):
 
 def test_weights_from_hf_cache_layout(tmp_path):
     import huggingface_hub.constants as hc
-    from safetensors.torch import save_file
-
     import timm
+    from safetensors.torch import save_file
 
     model = timm.create_model("resnet50", pretrained=False)
     snap = __import__("pathlib").Path(hc.HF_HUB_CACHE) / "models--timm--resnet50.tv_in1k"

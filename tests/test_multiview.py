@@ -7,8 +7,8 @@ from mvcpaper.cluster import JULE, co_association_consensus, make_method
 from mvcpaper.cluster.jule import AffinityMerger, initial_clusters, knn_affinity, sample_triplets
 from mvcpaper.cluster.multiview import co_association
 from mvcpaper.data.synthetic import make_multiview_features
-from mvcpaper.preprocessing import l2_normalize
 from mvcpaper.metrics import nmi
+from mvcpaper.preprocessing import l2_normalize
 
 FAST = {"jule": {"epochs_per_period": 5}, "dmvc_jule": {"epochs_per_period": 5},
         "idec": {"pretrain_steps": 300, "max_steps": 150, "hidden": (64, 64, 128)},

@@ -1,6 +1,5 @@
 """Every notebook, executed through papermill in the smoke preset (synthetic data, seconds)."""
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -5,9 +5,9 @@ from conftest import shared_data_or_skip
 
 from mvcpaper.cluster import make_method
 from mvcpaper.data import load_dataset
-from mvcpaper.preprocessing import l2_normalize
 from mvcpaper.features import extract_features
 from mvcpaper.metrics import nmi
+from mvcpaper.preprocessing import l2_normalize
 
 pytestmark = pytest.mark.realdata
 
@@ -38,7 +38,8 @@ def test_umist_jule_and_dmvc_fix_beat_kmeans():
     well above KMeans on the same features (offline run: .900/.905 vs KMeans .697)."""
     root = shared_data_or_skip("umist")
     ds = load_dataset("umist", root=root)
-    views = [l2_normalize(extract_features(ds, b, progress=False)) for b in ("efficientnet_lite0", "efficientnet_lite1")]
+    views = [l2_normalize(extract_features(ds, b, progress=False))
+             for b in ("efficientnet_lite0", "efficientnet_lite1")]
     km = nmi(ds.labels, make_method("kmeans", 20, seed=0).fit_predict(views[0]))
     jule = nmi(ds.labels, make_method("jule", 20, seed=0, progress=False).fit_predict(views[0]))
     fix = nmi(ds.labels, make_method("dmvc_jule", 20, seed=0, progress=False).fit_predict(views))

@@ -1,6 +1,9 @@
 """The layout's rules, read from the source: no import cycle between the package's modules,
-and no import of the package's own modules inside a function."""
+no import of the package's own modules inside a function, and ruff's lint clean."""
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,11 @@ def test_no_import_cycle():
 def test_no_package_import_inside_a_function():
     _, inner = _graph()
     assert not inner, "move these imports to the module's top:\n" + "\n".join(inner)
+
+
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    out = subprocess.run([ruff, "check", str(PACKAGE.parent)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mvcpaper.metrics import evaluate
 from mvcpaper.explore import matched_confusion, thumbnail_png, worst_fitting
+from mvcpaper.metrics import evaluate
 from mvcpaper.widgets import Explorer
 
 pytest.importorskip("ipywidgets")

@@ -17,7 +17,8 @@ from .jule import JULE
 from .kmeans import TorchKMeans
 from .multiview import DMVC, DMVCIDEC, DMVCJULE, MVEC, co_association_consensus
 
-__all__ = ["METHODS", "MethodSpec", "get_method", "make_method", "list_methods", "method_label", "ClusterBase", "FewerClustersWarning", "check_views", "check_n_clusters",
+__all__ = ["METHODS", "MethodSpec", "get_method", "make_method", "list_methods", "method_label", "ClusterBase",
+           "FewerClustersWarning", "check_views", "check_n_clusters",
            "KMeans", "Agglomerative", "TorchKMeans", "IDEC", "DEC", "JULE", "DMVCJULE", "DMVCIDEC", "DMVC", "MVEC",
            "co_association_consensus"]
 

@@ -227,7 +227,8 @@ class IDEC(ClusterBase):
         self.history_ = []
         p_all = None
         epoch = 0
-        bar = tqdm(range(self._epochs(self.max_epochs, self.max_steps, n)), desc=f"{type(self).__name__} clustering", leave=False,
+        bar = tqdm(range(self._epochs(self.max_epochs, self.max_steps, n)), desc=f"{type(self).__name__} clustering",
+                   leave=False,
                    disable=not self.progress)
         for epoch in bar:
             record = {"epoch": epoch}

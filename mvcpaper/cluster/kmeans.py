@@ -63,7 +63,7 @@ def lloyd(X, C, max_iter: int, tol: float):
     """
     k = C.shape[0]
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         labels, d = assign(X, C)
         counts = torch.bincount(labels, minlength=k)
         sums = torch.zeros_like(C).index_add_(0, labels, X)

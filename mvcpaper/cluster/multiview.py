@@ -219,7 +219,8 @@ def finetune_cut(backbone: str) -> str:
     :attr:`~mvcpaper.features.BackboneSpec.finetune_cut`)."""
     spec = get_backbone(backbone)
     if spec.finetune_cut is None:
-        raise UnknownNameError("backbone with a DMVC tail", backbone, [n for n, b in BACKBONES.items() if b.finetune_cut])
+        raise UnknownNameError("backbone with a DMVC tail", backbone,
+                               [n for n, b in BACKBONES.items() if b.finetune_cut])
     return spec.finetune_cut
 
 

@@ -34,7 +34,8 @@ from .synthetic import make_synthetic
 
 __all__ = [
     "DATASETS", "DatasetSpec", "ImageDataset", "load_dataset", "download_dataset", "data_root",
-    "list_datasets", "find_dataset_folder", "make_synthetic", "DatasetError", "DatasetNotFoundError", "CorruptImageError",
+    "list_datasets", "find_dataset_folder", "make_synthetic", "DatasetError", "DatasetNotFoundError",
+    "CorruptImageError",
     "read_folder", "read_labelled_folder", "read_class_subfolders", "read_coil100_official",
     "read_umist_mat", "read_voc2007",
 ]
@@ -206,7 +207,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     elif name == "folder":
         path = options.pop("path", None) or root
         if path is None:
-            raise DatasetNotFoundError("data set 'folder' needs a folder: load_dataset('folder', root='path/to/images')")
+            raise DatasetNotFoundError("data set 'folder' needs a folder: "
+                                       "load_dataset('folder', root='path/to/images')")
         path = Path(path).expanduser()
         if not path.is_dir():
             raise DatasetNotFoundError(f"folder {path} does not exist")

@@ -135,7 +135,8 @@ def fetch(resource: Resource, dest_dir: Path, progress: bool = True, lock: Path 
 def _check_member(target: Path, member_name: str) -> None:
     dest = (target / member_name).resolve()
     if dest != target and target not in dest.parents:
-        raise UnsafeArchiveError(f"archive member {member_name!r} would be written outside {target}; refusing to extract")
+        raise UnsafeArchiveError(f"archive member {member_name!r} would be written outside {target}; "
+                                 "refusing to extract")
 
 
 def safe_extract(archive: Path, target: Path) -> Path:

@@ -193,7 +193,8 @@ def read_umist_mat(path: Path, name: str = "umist") -> ImageDataset:
     except Exception as exc:
         raise DatasetError(f"cannot read {path} as a MATLAB file: {exc}") from exc
     if "facedat" not in mat:
-        raise DatasetError(f"{path} has no 'facedat' variable (keys: {sorted(k for k in mat if not k.startswith('__'))})")
+        keys = sorted(k for k in mat if not k.startswith("__"))
+        raise DatasetError(f"{path} has no 'facedat' variable (keys: {keys})")
     cells = np.asarray(mat["facedat"]).ravel()
     arrays, labels = [], []
     for person, block in enumerate(cells):
@@ -273,7 +274,8 @@ def read_voc2007(root: Path, split: str = "all", rule: str = "single_object", na
         for s in names:
             f = lists / f"{s}.txt"
             if not f.is_file():
-                raise DatasetError(f"split {split!r} asked for but {f} does not exist; use split='all' or a split whose list exists")
+                raise DatasetError(f"split {split!r} asked for but {f} does not exist; use split='all' or a split "
+                                   "whose list exists")
             ids += [ln.strip() for ln in f.read_text().splitlines() if ln.strip()]
         ids = sorted(set(ids))
     paths, raw, n_seen = [], [], 0

@@ -11,7 +11,6 @@ from .extract import (
     FeatureExtractor,
     default_num_workers,
     extract_features,
-    extract_views,
     feature_cache_path,
     global_pool,
     image_transform,
@@ -28,7 +27,7 @@ from .weights import (
 
 __all__ = [
     "BACKBONES", "PAPER_BACKBONES", "OFFLINE_BACKBONES", "BackboneSpec", "get_backbone", "list_backbones",
-    "FeatureExtractor", "extract_features", "extract_views", "feature_cache_path", "global_pool", "image_transform",
+    "FeatureExtractor", "extract_features", "feature_cache_path", "global_pool", "image_transform",
     "list_layers", "default_num_workers", "WeightsNotFoundError", "WeightsFileError", "WeightsSource", "build_model",
     "convert_efficientnet_lite", "resolve_weights", "available_backbones",
 ]

@@ -33,7 +33,7 @@ from ..errors import UnknownNameError
 from .backbones import BackboneSpec, get_backbone
 from .weights import build_model, resolve_weights
 
-__all__ = ["extract_features", "extract_views", "feature_cache_path", "image_transform", "FeatureExtractor",
+__all__ = ["extract_features", "feature_cache_path", "image_transform", "FeatureExtractor",
            "list_layers", "TorchImageDataset", "default_num_workers", "onnx_extractor", "onnxruntime_available",
            "global_pool"]
 
@@ -156,7 +156,8 @@ def _maybe_compile(module, compile, n_items: int):
             try:
                 return compiled(x)
             except Exception as exc:  # no C++ compiler, unsupported op, ...
-                warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); extracting in eager mode")
+                warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); extracting in eager mode",
+                              stacklevel=2)
                 compiled = module
         return module(x)
 
@@ -322,7 +323,7 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
                                           "pool": pool})
             run = lambda x: torch.from_numpy(ort_run(x.numpy()))  # noqa: E731
         except Exception as exc:  # the export failed, or ONNX Runtime cannot run the graph
-            warnings.warn(f"{spec.name}: {exc}; extracting with torch")
+            warnings.warn(f"{spec.name}: {exc}; extracting with torch", stacklevel=2)
             engine = "torch"
     if run is None:
         run = _maybe_compile(extractor, compile, len(dataset))
@@ -360,8 +361,3 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
                 "engine": engine}
         save_array(path, out, meta)
     return out
-
-
-def extract_views(dataset, backbones, **kwargs) -> list[np.ndarray]:
-    """Features of ``dataset`` for each backbone in ``backbones`` (one view each)."""
-    return [extract_features(dataset, b, **kwargs) for b in backbones]

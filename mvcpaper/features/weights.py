@@ -99,7 +99,8 @@ def _candidates(spec: BackboneSpec) -> list[tuple[str, Path | None, str]]:
             if isinstance(r, str) and os.path.isfile(r):
                 found = Path(r)
                 break
-        out.append(("hf-cache", found, f"{hf_constants.HF_HUB_CACHE}/models--{repo.replace('/', '--')}/snapshots/*/model.safetensors"))
+        where = f"{hf_constants.HF_HUB_CACHE}/models--{repo.replace('/', '--')}/snapshots/*/model.safetensors"
+        out.append(("hf-cache", found, where))
     names = list(spec.torch_files) + ([os.path.basename(cfg.url)] if cfg is not None and cfg.url else [])
     if names:
         for name in dict.fromkeys(names):
@@ -233,9 +234,9 @@ def build_model(backbone: str | BackboneSpec, weights: str | os.PathLike | None 
         try:
             model = timm.create_model(spec.timm_name, pretrained=True)
         except Exception as exc:  # hub, HTTP and file errors alike: say what could not be fetched
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise DownloadError(f"cannot download the weights of {spec.name} through timm ({spec.timm_name}): "
-                                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
-                                ) from None
+                                f"{type(exc).__name__}: {first}") from None
     else:
         sd = _load_state_dict(src.path, spec)
         model = timm.create_model(spec.timm_name, pretrained=False)
@@ -253,7 +254,8 @@ def build_model(backbone: str | BackboneSpec, weights: str | os.PathLike | None 
             # timm's own loader applies the architecture's checkpoint filter, so files in
             # torchvision's format (the torch hub cache) load too
             try:
-                model = timm.create_model(spec.timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(src.path)})
+                model = timm.create_model(spec.timm_name, pretrained=True,
+                                          pretrained_cfg_overlay={"file": str(src.path)})
             except Exception:
                 problem = _mismatch(src.path, spec, model, sd) or (
                     f"timm cannot load {src.path} into {spec.name} (timm {spec.timm_name})")

@@ -164,7 +164,8 @@ class DeepCluster(ClusterBase):
         model, dev = self.model_, self.model_.mean.device
         n_out = int(labels.max()) + 1
         top = model.reset_top_layer(n_out, gen)
-        top_opt = torch.optim.SGD(top.parameters(), lr=self.lr, momentum=self.top_momentum, weight_decay=self.weight_decay)
+        top_opt = torch.optim.SGD(top.parameters(), lr=self.lr, momentum=self.top_momentum,
+                                  weight_decay=self.weight_decay)
         order = uniform_label_sampler(labels, max(1, int(round(self.reassign * len(labels)))), rng)
         target = torch.as_tensor(labels, dtype=torch.long)
         model.train()
@@ -232,7 +233,7 @@ class DeepCluster(ClusterBase):
             return self._fit(X, y)
 
     def _fit(self, X, y):
-    
+
 
         if self.clusterer not in ("kmeans", "pic"):
             raise ValueError(f"clusterer must be 'kmeans' or 'pic', got {self.clusterer!r}")
@@ -249,7 +250,8 @@ class DeepCluster(ClusterBase):
         self.optimizer_ = torch.optim.SGD(body, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         self.history_ = []
         start, last = self._load()
-        bar = tqdm(total=(self.epochs - start) * max(1, int(round(self.reassign * n))), desc=f"DeepCluster {self.arch}", unit="img", leave=False,
+        bar = tqdm(total=(self.epochs - start) * max(1, int(round(self.reassign * n))), desc=f"DeepCluster {self.arch}",
+                   unit="img", leave=False,
                    disable=not self.progress)
         for epoch in range(start, self.epochs):
             gen, rng = self._seed(epoch)

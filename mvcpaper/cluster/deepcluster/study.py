@@ -56,7 +56,8 @@ def linear_probe(features: np.ndarray, labels, seed: int = 0, test_size: float =
 
 def layer_study(net: DeepClusterNet, images: torch.Tensor, labels, seed: int = 0, max_dim: int = 2048,
                 probe: bool = True, n_init: int = 1) -> list[dict]:
-    """Per conv layer: KMeans NMI with the true number of classes (best of ``n_init`` starts), and linear-probe accuracy."""
+    """Per conv layer: KMeans NMI with the true number of classes (best of ``n_init`` starts),
+    and linear-probe accuracy."""
 
 
     labels = np.asarray(labels)
