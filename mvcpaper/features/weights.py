@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,12 +232,17 @@ def build_model(backbone: str | BackboneSpec, weights: str | os.PathLike | None 
     if src.kind == "random":
         model = timm.create_model(spec.timm_name, pretrained=False)
     elif src.kind == "download":
+        hub_log = logging.getLogger("huggingface_hub")
+        level = hub_log.level
+        hub_log.setLevel(logging.ERROR)  # one line on failure, not a warning per retry
         try:
             model = timm.create_model(spec.timm_name, pretrained=True)
         except Exception as exc:  # hub, HTTP and file errors alike: say what could not be fetched
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise DownloadError(f"cannot download the weights of {spec.name} through timm ({spec.timm_name}): "
                                 f"{type(exc).__name__}: {first}") from None
+        finally:
+            hub_log.setLevel(level)
     else:
         sd = _load_state_dict(src.path, spec)
         model = timm.create_model(spec.timm_name, pretrained=False)
