@@ -63,7 +63,7 @@ def save_records(records, path) -> Path:
     return path
 
 
-def fit_cached(est, X, key: dict, cache_dir=None, use_cache: bool = True) -> dict:
+def fit_cached(est, X, key: dict, cache_dir=None, use_cache: bool = True, y=None) -> dict:
     """Fit ``est`` on ``X`` once; later calls with the same key load the result from disk.
 
     ``key`` names the input (data set fingerprint, views, feature cache ids); the
@@ -72,7 +72,9 @@ def fit_cached(est, X, key: dict, cache_dir=None, use_cache: bool = True) -> dic
     returns an old fit. The result holds ``labels``, ``embedding`` (``embedding_`` where the
     method learns a representation, else ``None``), ``seconds`` of the original fit and
     ``history``. Written atomically under ``<cache root>/fits`` and validated on read (a
-    damaged entry is deleted and refitted), so an interrupted grid resumes.
+    damaged entry is deleted and refitted), so an interrupted grid resumes. ``y`` (true
+    labels) is passed to ``fit`` for the methods that log with it (JULE's NMI per period);
+    no method trains on it.
     """
     params = {k: v for k, v in est.get_params().items() if k not in ("progress", "device")}
     full = {**key, "method": type(est).__name__, "code": code_stamp(est),
@@ -86,7 +88,7 @@ def fit_cached(est, X, key: dict, cache_dir=None, use_cache: bool = True) -> dic
             return {"labels": arrays["labels"], "embedding": emb, "seconds": float(meta["seconds"]),
                     "history": meta["history"], "cached": True}
     t0 = time.perf_counter()
-    est.fit(X)
+    est.fit(X, y)
     seconds = time.perf_counter() - t0
     emb = getattr(est, "embedding_", None)
     out = {"labels": np.asarray(est.labels_), "embedding": None if emb is None else np.asarray(emb, np.float32),

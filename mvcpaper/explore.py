@@ -133,7 +133,8 @@ def fit_on_views(cfg, method: str, ds, views: tuple, feats: dict, seed: int) -> 
         inp = "CC" if tuple(views) == tuple(cfg.backbones) else f"CC:{joined}"
         X = np.concatenate([feats[v] for v in views], axis=1)
     est = make_method(method, n_clusters=k, seed=seed, device=cfg.device, progress=True, **cfg.params(method))
-    return np.asarray(fit_cached(est, X, {**feature_key(cfg, ds), "input": inp}, cache_dir=cfg.cache_dir)["labels"])
+    fit = fit_cached(est, X, {**feature_key(cfg, ds), "input": inp}, cache_dir=cfg.cache_dir, y=ds.labels)
+    return np.asarray(fit["labels"])
 
 
 def compute_state(cfg, ds, views: tuple, methods: dict, seed: int = 0,

@@ -17,7 +17,7 @@ from .cluster.multiview import finetune_cut
 from .experiments import fit_cached, records_frame, run_methods, save_records
 from .features import extract_features, get_backbone, resolve_weights
 from .metrics import evaluate
-from .plots import plot_embeddings, sample_grid, save_figure, tsne
+from .plots import plot_embeddings, plot_periods, sample_grid, save_figure, tsne
 from .presets import RunConfig
 from .tables import baseline_table, save_table, table1, table2, table3
 
@@ -104,10 +104,11 @@ def feature_key(cfg: RunConfig, ds) -> dict:
             "features": {b: resolve_weights(b).weights_id for b in cfg.backbones}, "normalized": True}
 
 
-def _fit(cfg: RunConfig, method: str, X, k: int, seed: int, key: dict, progress: bool, **extra) -> dict:
-    est = make_method(method, n_clusters=k, seed=seed, device=cfg.device, progress=progress,
+def _fit(cfg: RunConfig, method: str, X, k: int, seed: int, key: dict, y, **extra) -> dict:
+    """A fit through the cache; ``y`` is only logged by the methods that log (JULE: NMI per period)."""
+    est = make_method(method, n_clusters=k, seed=seed, device=cfg.device, progress=False,
                       **{**cfg.params(method), **extra})
-    return fit_cached(est, X, key, cache_dir=cfg.cache_dir)
+    return fit_cached(est, X, key, cache_dir=cfg.cache_dir, y=y)
 
 
 def _record(cfg, ds, row, framework, seed, k, result, labels_true) -> dict:
@@ -125,19 +126,26 @@ def dmvc_maps(cfg: RunConfig, ds, progress: bool = True) -> list:
             for b in cfg.backbones]
 
 
-def _dmvc(cfg, maps, seed, k, key):
-    return _fit(cfg, "dmvc", maps, k, seed, {**key, "input": "DMVC"}, progress=False,
-                backbones=tuple(cfg.backbones))
+def _dmvc(cfg, maps, seed, k, key, y):
+    return _fit(cfg, "dmvc", maps, k, seed, {**key, "input": "DMVC"}, y, backbones=tuple(cfg.backbones))
+
+
+def _periods(ds, row, seed, result) -> list[dict]:
+    """The NMI after each of a JULE fit's periods, from its history (tidy rows)."""
+    return [{"dataset": ds.name, "views": row, "seed": int(seed), "period": h["period"],
+             "clusters": h["clusters_after"], "nmi": h["nmi"]} for h in result["history"] if "nmi" in h]
 
 
 def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
-    """Table 2: every view, CC, MVEC, DMVC-fix and DMVC under JULE and IDEC, over the seeds.
+    """Table 2: every view, CC, MVEC, DMVC-fix and DMVC under JULE and IDEC, over the seeds;
+    and the NMI after each of JULE's periods for CC and DMVC-fix (``figures/jule_periods.png``).
 
     Fits are cached (``<cache>/fits``), so notebook 05 and a resumed run reuse them; the
-    records keep the seconds of the original fit.
+    records keep the seconds of the original fit. Returns the records, Table 2 and the
+    per-period figure.
     """
     out = Path(out_dir)
-    records, skipped = [], []
+    records, periods, skipped = [], [], []
     for name in cfg.datasets:
         ds = cfg.load(name)
         views = cfg.views(ds, progress=progress)
@@ -149,22 +157,27 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
             single, fixed = FRAMEWORKS[fw]
             parts, secs = [], 0.0
             for v, X in views.items():
-                r = _fit(cfg, single, X, k, seed, {**key, "input": v}, progress=False)
+                r = _fit(cfg, single, X, k, seed, {**key, "input": v}, y)
                 records.append(_record(cfg, ds, v, fw, seed, k, r, y))
+                periods += _periods(ds, v, seed, r)
                 parts.append(r["labels"])
                 secs += r["seconds"]
             cc = np.concatenate(list(views.values()), axis=1)
-            r = _fit(cfg, single, cc, k, seed, {**key, "input": "CC"}, progress=False)
+            r = _fit(cfg, single, cc, k, seed, {**key, "input": "CC"}, y)
             records.append(_record(cfg, ds, "CC", fw, seed, k, r, y))
+            periods += _periods(ds, "CC", seed, r)
             t0 = time.perf_counter()
             mvec = co_association_consensus(parts, k)
             records.append(_record(cfg, ds, "MVEC", fw, seed, k,
                                    {"labels": mvec, "seconds": secs + time.perf_counter() - t0}, y))
-            r = _fit(cfg, fixed, list(views.values()), k, seed, {**key, "input": "DMVC-fix"}, progress=False)
+            r = _fit(cfg, fixed, list(views.values()), k, seed, {**key, "input": "DMVC-fix"}, y)
             records.append(_record(cfg, ds, "DMVC-fix", fw, seed, k, r, y))
+            periods += _periods(ds, "DMVC-fix", seed, r)
             if fw == "jule":
                 if maps is not None:
-                    records.append(_record(cfg, ds, "DMVC", fw, seed, k, _dmvc(cfg, maps, seed, k, key), y))
+                    r = _dmvc(cfg, maps, seed, k, key, y)
+                    records.append(_record(cfg, ds, "DMVC", fw, seed, k, r, y))
+                    periods += _periods(ds, "DMVC", seed, r)
                 elif name not in skipped:
                     skipped.append(name)
     df = records_frame(records)
@@ -178,7 +191,12 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
         note += (f" DMVC not run on {', '.join(skipped)}: more than {cfg.dmvc_max_images_cpu} images on the CPU "
                  "(set device='cuda' or RunConfig.dmvc_max_images_cpu).")
     save_table(t2, "table2", out / "tables", note=note)
-    return df, t2
+    periods = pd.DataFrame(periods, columns=["dataset", "views", "seed", "period", "clusters", "nmi"])
+    save_records(periods, out / "tables" / "jule_periods.csv")
+    fig = plot_periods(periods[periods["views"].isin(["CC", "DMVC-fix"])],
+                       title=f"JULE: NMI after each period, CC vs DMVC-fix (mean ± sd over seeds {cfg.seeds})")
+    save_figure(fig, out / "figures" / "jule_periods.png")
+    return df, t2, fig
 
 
 def table3_view(cfg: RunConfig) -> str:
@@ -204,12 +222,12 @@ def representations_step(cfg: RunConfig, out_dir, progress: bool = True, fig_dat
         maps = dmvc_maps(cfg, ds, progress) if cfg.run_dmvc(ds) else None
         for seed in tqdm(cfg.seeds, desc=f"Table 3 on {name}", disable=not progress):
             reps = {(f"{view} (raw)", "InceptionV3"): views[view]}
-            r = _fit(cfg, "jule", views[view], k, seed, {**key, "input": view}, progress=False)
+            r = _fit(cfg, "jule", views[view], k, seed, {**key, "input": view}, y)
             reps[(f"{view} + JULE", "InceptionV3+JULE")] = r["embedding"]
-            r = _fit(cfg, "dmvc_jule", list(views.values()), k, seed, {**key, "input": "DMVC-fix"}, progress=False)
+            r = _fit(cfg, "dmvc_jule", list(views.values()), k, seed, {**key, "input": "DMVC-fix"}, y)
             reps[("DMVC-fix", "DMVC-fix")] = r["embedding"]
             if maps is not None:
-                reps[("DMVC", "DMVC")] = _dmvc(cfg, maps, seed, k, key)["embedding"]
+                reps[("DMVC", "DMVC")] = _dmvc(cfg, maps, seed, k, key, y)["embedding"]
             for (rep, stage), Z in reps.items():
                 pred = make_method("kmeans", n_clusters=k, seed=seed).fit_predict(Z)
                 records.append({"dataset": name, "representation": rep, "stage": stage, "seed": int(seed),

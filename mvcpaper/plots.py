@@ -13,7 +13,7 @@ from sklearn.manifold import TSNE
 from ._utils import atomic_path
 from .cache import entry_path, load_array, save_array, stable_hash
 
-__all__ = ["tsne", "plot_embeddings", "sample_grid", "save_figure", "class_palette"]
+__all__ = ["tsne", "plot_embeddings", "plot_periods", "sample_grid", "save_figure", "class_palette"]
 
 
 def tsne(X: np.ndarray, seed: int = 0, perplexity: float = 30.0, pca_dims: int = 50, cache_dir=None,
@@ -65,6 +65,29 @@ def plot_embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str
         ax.axis("off")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_periods(periods, title: str = ""):
+    """NMI after each period of JULE's recurrent process, one panel per data set, one line
+    per row (e.g. CC and DMVC-fix), mean ± sd over seeds; the top axis gives the clusters
+    left after each period."""
+    datasets = list(dict.fromkeys(periods["dataset"]))
+    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.2 * max(1, len(datasets)), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], datasets):
+        sub = periods[periods["dataset"] == name]
+        sns.lineplot(data=sub, x="period", y="nmi", hue="views", marker="o", errorbar="sd", ax=ax)
+        ax.set_title(name)
+        ax.set_xlabel("period")
+        ax.set_ylabel("NMI with the classes")
+        ticks = sub.groupby("period")["clusters"].first()
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(list(ticks.index))
+        top.set_xticklabels([str(c) for c in ticks.values], fontsize=7)
+        top.set_xlabel("clusters after the period", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

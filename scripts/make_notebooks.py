@@ -57,7 +57,12 @@ NOTEBOOKS = {
                "features) and DMVC (fine-tuning the CNNs' last layers, under JULE). NMI over several seeds, "
                "beside the paper's values. Fits are cached, so notebook 05 reuses them."),
         ("params", PARAMS), ("code", RESOLVE),
-        ("code", "records, t2 = pipeline.multiview_step(cfg, out)\ndisplay(Markdown('**Table 2 (NMI)**'), t2)"),
+        ("code", "records, t2, periods = pipeline.multiview_step(cfg, out)\n"
+                 "display(Markdown('**Table 2 (NMI)**'), t2)"),
+        ("md", "JULE's recurrent process, period by period: the NMI of the clusters after each period's merges, "
+               "for CC (JULE's network on the concatenated views) and DMVC-fix (MVnet), from the same initial "
+               "clusters."),
+        ("code", "periods"),
         ("code", "display(records.groupby(['dataset', 'views', 'method'], sort=False)\n"
                  "        [['nmi', 'acc', 'ari', 'seconds']].mean().round(3))"),
     ],

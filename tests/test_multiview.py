@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mvcpaper.cluster import JULE, co_association_consensus, make_method
-from mvcpaper.cluster.jule import AffinityMerger, initial_clusters, knn_affinity, sample_triplets
+from mvcpaper.cluster.jule import AffinityMerger, initial_clusters, knn_affinity
 from mvcpaper.cluster.multiview import co_association
 from mvcpaper.data.synthetic import make_multiview_features
 from mvcpaper.metrics import nmi
@@ -22,8 +22,8 @@ def mv():
     return [l2_normalize(v) for v in views], y
 
 
-def _fit(name, X, k=6, seed=0, **kw):
-    return make_method(name, k, seed=seed, progress=False, **{**FAST.get(name, {}), **kw}).fit(X)
+def _fit(name, X, k=6, seed=0, y=None, **kw):
+    return make_method(name, k, seed=seed, progress=False, **{**FAST.get(name, {}), **kw}).fit(X, y)
 
 
 # ----------------------------------------------------------------------------- JULE pieces
@@ -65,14 +65,36 @@ def test_knn_graph_and_initial_clusters():
     assert lab[0] == lab[1] == lab[2] and lab[3] == lab[4] and lab[5] == lab[6] and len(set(lab)) == 3
 
 
-def test_triplets_respect_clusters():
-    labels = np.repeat(np.arange(4), 5)
+def test_batches_hold_whole_clusters_and_triplets_respect_them():
+    import torch
+
+    from mvcpaper.cluster.jule import batch_triplets, cluster_batches
+
     rng = np.random.default_rng(0)
-    for nbrs in (None, [np.array([1]), np.array([0]), np.array([3]), np.array([2])]):
-        a, p, n = sample_triplets(labels, nbrs, 2, rng)
-        assert len(a) == 40 and (labels[a] == labels[p]).all() and (a != p).all() and (labels[a] != labels[n]).all()
-        if nbrs is not None:
-            assert all(labels[nn] in nbrs[labels[aa]] for aa, nn in zip(a, n))
+    labels = rng.permutation(np.repeat(np.arange(12), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 2, 3]))
+    batches = cluster_batches(labels, 16, rng)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(labels)))  # every sample once
+    runs = [lab for b in batches for lab in labels[b]]
+    changes = sum(1 for x, y in zip(runs, runs[1:]) if x != y)
+    assert changes == 11  # each cluster's members are one contiguous run
+    gen = torch.Generator().manual_seed(0)
+    for b in batches:
+        lab = torch.as_tensor(labels[b])
+        a, p, n = batch_triplets(lab, 5, gen)
+        same = (lab[:, None] == lab[None, :]).sum().item() - len(lab)
+        if (lab != lab[0]).any():  # a batch of one cluster has no negative, hence no triplet
+            assert len(a) == same // 2 * 5
+        assert (lab[a] == lab[p]).all() and (a < p).all() and (lab[a] != lab[n]).all()
+
+
+def test_period_history_and_every_merge_on_the_learned_embedding(mv):
+    views, y = mv
+    jule = _fit("jule", views[0], k=6, y=y)
+    h = jule.history_
+    assert len(h) >= 3 and h[-1]["clusters_after"] == 6  # several periods, eta = 0.2
+    assert all(a["clusters_after"] == b["clusters_before"] for a, b in zip(h, h[1:]))
+    assert all(r["clusters_after"] >= 0.8 * r["clusters_before"] - 1 for r in h)  # ceil(0.2 c) merges at most
+    assert all(0 <= r["nmi"] <= 1 for r in h)  # logged because fit was given y
 
 
 def test_co_association_by_hand():
@@ -88,7 +110,7 @@ def test_jule_beats_kmeans_on_curved_clusters():
     km = nmi(y, make_method("kmeans", 2).fit_predict(X))
     jule = _fit("jule", X, k=2)
     assert nmi(y, jule.labels_) > km + 0.3
-    assert jule.embedding_.shape == (300, 100)
+    assert jule.embedding_.shape == (300, 160)
     np.testing.assert_allclose(np.linalg.norm(jule.transform(X), axis=1), 1, atol=1e-5)
 
 
@@ -183,7 +205,7 @@ def test_dmvc_finetunes_the_tails_and_clusters(tmp_path):
     m.fit(maps)
     after = [p for p in m.net_.heads[0].parameters() if p.requires_grad]
     assert len(before) == len(after) and any(not torch.equal(a, b) for a, b in zip(after, before))
-    assert nmi(ds.labels, m.labels_) > 0.5 and m.embedding_.shape == (40, 100)
+    assert nmi(ds.labels, m.labels_) > 0.5 and m.embedding_.shape == (40, 160)
     with pytest.raises(ValueError, match="pool=False"):
         make_method("dmvc", 5, backbones=bbs).fit([np.zeros((40, 8)), np.zeros((40, 8))])
 

@@ -1,30 +1,33 @@
 """JULE (Yang, Parikh & Batra, CVPR 2016) on feature vectors.
 
-Joint Unsupervised LEarning alternates two steps until ``n_clusters`` remain:
+Joint Unsupervised LEarning: agglomerative clustering and a representation learned from
+it, alternated in a recurrent process ("partially unrolled periods"):
 
-1. **Merging** (forward pass): agglomerative clustering over a kNN graph of the current
-   representation. Sample affinity ``w_ij = exp(-d_ij^2 / sigma^2)`` for ``j`` among the
-   ``k_s`` nearest neighbours of ``i`` (``sigma^2`` = mean squared kNN distance). The
-   cluster affinity is AGDL's (Zhang et al., ECCV 2012)::
+0. **Initial clusters** on the input: the connected components of the graph linking every
+   sample to its nearest neighbour (split at their weakest links when fewer than
+   ``n_clusters``).
+1. **Representation learning** (backward pass): the network is trained for
+   ``epochs_per_period`` epochs on the current clusters with a weighted triplet loss on
+   its L2-normalised output, ``max(0, pos_weight |a - p|^2 - |a - n|^2 + margin)``, the
+   triplets built inside each mini-batch (every same-cluster pair, ``n_neg`` negatives
+   from the batch's other clusters).
+2. **Merging** (forward pass) on the new embedding: sample affinity
+   ``w_ij = exp(-d_ij^2 / sigma^2)`` for ``j`` among the ``k_s`` nearest neighbours of
+   ``i`` (``sigma^2`` = mean squared kNN distance); AGDL's cluster affinity (Zhang et al.,
+   ECCV 2012)::
 
        A(a, b) = 1'W_ab W_ba 1 / |a|^2 + 1'W_ba W_ab 1 / |b|^2
 
-   The initial clusters are the connected components of the 1-nearest-neighbour graph.
    Each step merges the cluster ``i`` and its most affine neighbour ``j`` that maximise
    JULE's criterion ``A(i, j) + lambda / (K_c - 1) * sum_{k=2..K_c} (A(i, j) - A(i, n_k))``
-   (``n_k``: the k-th most affine neighbour of ``i``), which favours pairs that stand
-   out from the rest of ``i``'s neighbourhood. A period merges ``ceil(eta * n)`` times
-   (``eta``: the unfolding rate, ``n``: clusters at its start), never below ``n_clusters``.
-2. **Representation learning** (backward pass): after each period a network is trained
-   for ``epochs_per_period`` epochs with a weighted triplet loss on its L2-normalised
-   output, ``max(0, pos_weight * |a - p|^2 - |a - n|^2 + margin)``, anchor and positive
-   from one cluster, negatives from any other cluster (``negatives="random"``, default)
-   or from the ``k_c`` most affine clusters of the anchor's cluster (``"neighbours"``,
-   JULE's paper). The graph and affinities are then recomputed on the new representation
-   (the clusters are kept) and merging continues.
+   (``n_k``: the k-th most affine neighbour of ``i``), which favours pairs that stand out
+   from the rest of ``i``'s neighbourhood. A period makes ``ceil(eta * c)`` merges (``c``:
+   clusters at its start), never below ``n_clusters``.
 
-With ``recluster=True`` (JULE-RC in the paper) the final representation is clustered
-once more from scratch (merging only) to give ``labels_``.
+Steps 1-2 repeat until ``n_clusters`` remain; with ``recluster=True`` (JULE-RC) the final
+embedding is then clustered once more from scratch (steps 0 and 2) to give ``labels_``.
+With the reference's ``eta = 0.2`` a set of a few hundred to a few thousand samples
+takes 10-15 periods, and every merge is made on the learned representation.
 
 The cluster affinity is maintained exactly and incrementally: with ``H`` the one-hot
 label matrix, ``M1 = H'W`` (in-weights from each cluster to each sample) and
@@ -41,28 +44,41 @@ import numpy as np
 import torch
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
-from sklearn.neighbors import NearestNeighbors
 from torch import nn
 from torch.nn import functional as F
 
 from .._utils import resolve_device, seeded, tqdm
+from ..metrics import nmi
 from ..preprocessing import l2_normalize
 from ._base import ClusterBase, check_n_clusters
 
-__all__ = ["JULE", "knn_affinity", "initial_clusters", "AffinityMerger", "MLPEmbedding", "triplet_loss"]
+__all__ = ["JULE", "nearest_neighbours", "knn_affinity", "initial_clusters", "AffinityMerger", "MLPEmbedding",
+           "triplet_loss", "batch_triplets", "cluster_batches"]
 
 
 # --------------------------------------------------------------------------- graph
+def nearest_neighbours(Z: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest neighbours of every row among the other rows: squared Euclidean
+    distances and indices, (n, k) each, nearest first. Brute force in torch, in row chunks
+    (a matrix product per chunk: several times faster than scikit-learn's brute force here)."""
+    X = torch.as_tensor(np.ascontiguousarray(Z, dtype=np.float32))
+    n = X.shape[0]
+    sq = (X * X).sum(1)
+    dist, idx = np.empty((n, k), np.float64), np.empty((n, k), np.int64)
+    for s in range(0, n, chunk):
+        d2 = sq[s:s + chunk, None] + sq[None, :] - 2.0 * X[s:s + chunk] @ X.T
+        rows = torch.arange(s, min(s + chunk, n))
+        d2[rows - s, rows] = float("inf")  # never a row's own neighbour, even among duplicates
+        vals, ind = torch.topk(d2, k, dim=1, largest=False)
+        dist[s:s + chunk], idx[s:s + chunk] = vals.clamp_min(0).double().numpy(), ind.numpy()
+    return dist, idx
+
+
 def knn_affinity(Z: np.ndarray, k: int):
     """Sparse kNN affinity ``W`` (n x n, csr, zero diagonal) and the neighbour indices (n x k)."""
     n = Z.shape[0]
     k = int(min(k, n - 1))
-    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(Z).kneighbors(Z)
-    # drop each sample itself (with duplicates it may not come first); keep k others
-    not_self = idx != np.arange(n)[:, None]
-    order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]
-    idx = np.take_along_axis(idx, order, 1)
-    d2 = np.take_along_axis(dist, order, 1).astype(np.float64) ** 2
+    d2, idx = nearest_neighbours(Z, k)
     sigma2 = max(float(d2.mean()), 1e-12)
     vals = np.exp(-d2 / sigma2)
     W = sparse.csr_matrix((vals.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
@@ -153,17 +169,6 @@ class AffinityMerger:
         self.score[i] = best + extra if best > 0 else -np.inf
         self.partner[i] = top[0]
 
-    def neighbours(self, k: int) -> list[np.ndarray]:
-        """For each active cluster (in label order of :meth:`compact_labels`), its ``k`` most affine ones."""
-        ids = np.flatnonzero(self.active)
-        out = []
-        for i in ids:
-            row = self.A[i, ids]
-            cand = np.flatnonzero(np.isfinite(row) & (row > 0))
-            cand = cand[np.argsort(-row[cand])][:k]
-            out.append(cand)
-        return out
-
     def compact_labels(self) -> np.ndarray:
         _, lab = np.unique(self.labels, return_inverse=True)
         return lab
@@ -219,7 +224,7 @@ class AffinityMerger:
 class MLPEmbedding(nn.Module):
     """``x -> L2-normalise(MLP(x))``: JULE's representation on feature vectors."""
 
-    def __init__(self, in_dim: int, hidden=(), embed_dim: int = 100):
+    def __init__(self, in_dim: int, hidden=(), embed_dim: int = 160):
         super().__init__()
         layers, d = [], in_dim
         for h in hidden:
@@ -233,59 +238,71 @@ class MLPEmbedding(nn.Module):
         return F.normalize(self.net(x), dim=1)
 
 
-def triplet_loss(a, p, n, margin: float = 0.2, pos_weight: float = 2.0):
-    """JULE's weighted triplet loss on embeddings (squared Euclidean distances)."""
-    dp = (a - p).pow(2).sum(1)
-    dn = (a - n).pow(2).sum(1)
-    return F.relu(pos_weight * dp - dn + margin).mean()
+def triplet_loss(emb, a, p, n, margin: float = 0.2, pos_weight: float = 1.0):
+    """JULE's weighted triplet loss, ``max(0, pos_weight |a-p|^2 - |a-n|^2 + margin)`` averaged
+    over the triplets ``(a, p, n)`` (indices into the batch's embeddings ``emb``). The
+    squared distances come from the batch's Gram matrix, so tens of thousands of triplets
+    cost a gather of scalars, not of embedding rows."""
+    sq = (emb * emb).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * emb @ emb.T).clamp_min(0)
+    return F.relu(pos_weight * d2[a, p] - d2[a, n] + margin).mean()
 
 
-def sample_triplets(labels: np.ndarray, neighbours: list[np.ndarray] | None, n_neg: int, rng: np.random.Generator):
-    """Anchor/positive from one cluster (every sample of a cluster with 2+ members is an
-    anchor once), ``n_neg`` negatives each: drawn from the anchor cluster's affine
-    neighbours, or, with ``neighbours=None``, uniformly from the samples of other clusters."""
-    c = int(labels.max()) + 1
-    order = np.argsort(labels, kind="stable")
-    counts = np.bincount(labels, minlength=c)
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    anchors = np.flatnonzero(counts[labels] >= 2)
-    if len(anchors) == 0:
-        return (np.empty(0, int),) * 3
-    lab = labels[anchors]
-    # a positive: a random other member of the same cluster
-    off = rng.integers(0, counts[lab] - 1)
-    # rank of the anchor in its cluster's member list
-    rank = np.empty(len(labels), dtype=np.int64)
-    rank[order] = np.arange(len(labels)) - starts[labels[order]]
-    pos_rank = off + (off >= rank[anchors])
-    pos = order[starts[lab] + pos_rank]
-    a_out, p_out, n_out = [], [], []
-    for _ in range(n_neg):
-        if neighbours is None:
-            # uniform over the samples outside the anchor's cluster: draw, redraw the clashes
-            neg = rng.integers(0, len(labels), len(anchors))
-            for _ in range(100):
-                clash = labels[neg] == lab
-                if not clash.any():
-                    break
-                neg[clash] = rng.integers(0, len(labels), int(clash.sum()))
-            a_out.append(anchors), p_out.append(pos), n_out.append(neg)
-            continue
-        neg_cluster = np.empty(len(anchors), dtype=np.int64)
-        for cl in np.unique(lab):
-            sel = np.flatnonzero(lab == cl)
-            nb = neighbours[cl]
-            if len(nb) == 0:
-                nb = np.setdiff1d(np.arange(c), [cl])
-            neg_cluster[sel] = nb[rng.integers(0, len(nb), len(sel))]
-        neg = order[starts[neg_cluster] + rng.integers(0, counts[neg_cluster])]
-        a_out.append(anchors), p_out.append(pos), n_out.append(neg)
-    return np.concatenate(a_out), np.concatenate(p_out), np.concatenate(n_out)
+def batch_triplets(labels: torch.Tensor, n_neg: int, generator: torch.Generator):
+    """Triplets inside one mini-batch whose clusters are contiguous runs (:func:`cluster_batches`),
+    as JULE's reference code builds them: every pair of samples of one cluster (anchor,
+    positive), each with ``n_neg`` negatives drawn uniformly from the batch's samples of
+    other clusters. Returns index tensors ``(a, p, n)``."""
+    b = len(labels)
+    starts = torch.ones(b, dtype=torch.bool)
+    starts[1:] = labels[1:] != labels[:-1]
+    run = torch.cumsum(starts, 0) - 1                      # run id of every sample
+    first = torch.nonzero(starts).flatten()
+    size = torch.diff(torch.cat([first, torch.tensor([b])]))
+    same = run[:, None] == run[None, :]
+    a, p = torch.triu(same, diagonal=1).nonzero(as_tuple=True)
+    s, m = first[run[a]], size[run[a]]                     # the anchor's run: [s, s + m)
+    keep = m < b                                           # a batch of one cluster has no negative
+    a, p, s, m = a[keep], p[keep], s[keep], m[keep]
+    if len(a) == 0:
+        return a, p, a
+    u = (torch.rand((len(a), n_neg), generator=generator) * (b - m)[:, None]).long()
+    n = torch.where(u < s[:, None], u, u + m[:, None])     # skip over the anchor's own run
+    return a.repeat_interleave(n_neg), p.repeat_interleave(n_neg), n.reshape(-1)
+
+
+def cluster_batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's mini-batches: the clusters in random order, each cluster's members
+    together (shuffled), cut every ``batch_size`` samples, so that a batch holds whole
+    clusters and with them same-cluster pairs even when clusters are small."""
+    order = np.lexsort((rng.random(len(labels)), rng.permutation(int(labels.max()) + 1)[labels]))
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 # --------------------------------------------------------------------------- estimator
 class JULE(ClusterBase):
     """Joint unsupervised learning of a representation and agglomerative clusters.
+
+    The recurrent process of the authors' code (``jwyang/JULE.torch``, ``train.lua``):
+    initial clusters on the input; then, every period, the network is trained for
+    ``epochs_per_period`` epochs on the current clusters, the samples are embedded,
+    and ``ceil(eta * c)`` merges are made on the embedding's kNN graph; when
+    ``n_clusters`` remain, the final embedding is clustered once more from scratch
+    (JULE-RC). Every merge is made on the learned representation.
+
+    Where we follow the reference: ``eta=0.2``; 20 epochs per period; K_s = 20, K_c = 5,
+    lambda = 1; triplets built inside each mini-batch (every same-cluster pair, 20
+    negatives from the batch's other clusters), weighted triplet loss with positive weight
+    1 and margin 0.2; SGD with momentum 0.9, weight decay 5e-5, learning rate 0.01 decayed
+    as ``(1 + 1e-4 * iteration) ** -0.75``; L2-normalised output (160-d, as the
+    reference's networks); the input re-clustered by the final network (JULE-RC).
+    Where we differ, and why: the network is an MLP on feature vectors (the reference
+    trains a CNN on pixels; the paper's authors' port on CNN features is an MLP too);
+    each epoch's batches hold whole clusters (:func:`cluster_batches`) where the
+    reference draws random batches of 100: with hundreds of clusters of 2-4 samples, a
+    random batch holds almost no same-cluster pair to learn from; batches are 200
+    samples; and the initial clusters are split at their weakest links when there are
+    fewer than ``n_clusters`` of them (:func:`initial_clusters`).
 
     Parameters
     ----------
@@ -293,9 +310,9 @@ class JULE(ClusterBase):
     k_s : int
         Nearest neighbours per sample in the affinity graph.
     k_c : int
-        Neighbouring clusters in the merging criterion and for the triplets' negatives.
+        Neighbouring clusters in the merging criterion.
     eta : float
-        Unfolding rate: each period merges ``ceil(eta * n)`` of its ``n`` clusters.
+        Unfolding rate: each period merges ``ceil(eta * c)`` of its ``c`` clusters.
     lam : float
         Weight of the merging criterion's neighbourhood term.
     embed_dim : int
@@ -303,32 +320,30 @@ class JULE(ClusterBase):
     hidden : tuple of int
         Hidden widths of the MLP (``()``: one linear layer, ``d -> embed_dim``).
     epochs_per_period : int
-        Training epochs after each merging period.
-    batch_size, lr, weight_decay : training settings (Adam).
+        Training epochs before each merging period.
+    batch_size : int
+        Samples per mini-batch (whole clusters, see above).
+    lr, momentum, weight_decay, lr_decay, lr_power : SGD settings; the learning rate at
+        iteration ``t`` (counted over the whole fit) is ``lr * (1 + lr_decay * t) ** -lr_power``.
     margin, pos_weight : triplet loss settings.
     n_neg : int
         Negatives per anchor-positive pair.
-    negatives : "random" or "neighbours"
-        Where negatives come from: any other cluster (default, as in the Keras port the
-        paper's authors used) or the ``k_c`` most affine clusters (JULE's paper). On
-        pretrained features the initial clusters over-segment the classes, so the most
-        affine clusters are mostly the same class, and pushing them apart hurt: COIL-100,
-        EfficientNet-Lite0, seed 0: NMI .919 with "neighbours" (see the issue-3 note).
     recluster : bool
         Cluster the final representation again from scratch (JULE-RC).
     device, random_state, progress : as everywhere.
 
     Attributes
     ----------
-    labels_, history_ (one dict per period: clusters before/after, loss, seconds),
-    embedding_ (the final representation of the training data).
+    labels_, embedding_ (the final representation of the training data), history_ (one
+    dict per period: clusters before and after its merges, the training loss, seconds,
+    and ``nmi`` when ``fit`` was given true labels ``y``, which are only logged).
     """
 
-    def __init__(self, n_clusters: int = 8, k_s: int = 20, k_c: int = 5, eta: float = 0.9, lam: float = 1.0,
-                 embed_dim: int = 100, hidden=(), epochs_per_period: int = 20, batch_size: int = 200,
-                 lr: float = 1e-3, weight_decay: float = 1e-4, margin: float = 0.2, pos_weight: float = 2.0,
-                 n_neg: int = 2, negatives: str = "random", recluster: bool = True, device: str = "auto",
-                 random_state: int = 0, progress: bool = True):
+    def __init__(self, n_clusters: int = 8, k_s: int = 20, k_c: int = 5, eta: float = 0.2, lam: float = 1.0,
+                 embed_dim: int = 160, hidden=(), epochs_per_period: int = 20, batch_size: int = 200,
+                 lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-5, lr_decay: float = 1e-4,
+                 lr_power: float = 0.75, margin: float = 0.2, pos_weight: float = 1.0, n_neg: int = 20,
+                 recluster: bool = True, device: str = "auto", random_state: int = 0, progress: bool = True):
         self.n_clusters = n_clusters
         self.k_s = k_s
         self.k_c = k_c
@@ -339,11 +354,13 @@ class JULE(ClusterBase):
         self.epochs_per_period = epochs_per_period
         self.batch_size = batch_size
         self.lr = lr
+        self.momentum = momentum
         self.weight_decay = weight_decay
+        self.lr_decay = lr_decay
+        self.lr_power = lr_power
         self.margin = margin
         self.pos_weight = pos_weight
         self.n_neg = n_neg
-        self.negatives = negatives
         self.recluster = recluster
         self.device = device
         self.random_state = random_state
@@ -355,8 +372,11 @@ class JULE(ClusterBase):
         return [self._single(X)]
 
     def _initial_representation(self, inputs: list[np.ndarray]) -> np.ndarray:
-        return l2_normalize(np.concatenate([l2_normalize(x.reshape(len(x), -1)) for x in inputs], axis=1)
-                            if len(inputs) > 1 else inputs[0].reshape(len(inputs[0]), -1))
+        """What the initial clusters are found on: the input (several views: the L2-normalised
+        concatenation of the L2-normalised views, as CC)."""
+        if len(inputs) == 1:
+            return inputs[0].reshape(len(inputs[0]), -1)
+        return l2_normalize(np.concatenate([l2_normalize(x.reshape(len(x), -1)) for x in inputs], axis=1))
 
     def _build_network(self, inputs: list[np.ndarray]) -> nn.Module:
         return MLPEmbedding(inputs[0].shape[1], self.hidden, self.embed_dim)
@@ -372,86 +392,91 @@ class JULE(ClusterBase):
         out = [self.net_([t[s:s + 1024] for t in tensors]).cpu() for s in range(0, n, 1024)]
         return torch.cat(out).numpy()
 
-    def _train(self, tensors, labels, neighbours, rng, bar=None) -> float:
+    def _train(self, tensors, labels: np.ndarray, rng: np.random.Generator, gen: torch.Generator,
+               bar=None) -> float:
+        """``epochs_per_period`` epochs of the triplet loss on ``labels``; the mean loss."""
         dev = tensors[0].device
+        lab = torch.as_tensor(labels)
         self.net_.train()
         total, count = 0.0, 0
         for _ in range(self.epochs_per_period):
-            a, p, n = sample_triplets(labels, neighbours, self.n_neg, rng)  # fresh triplets every epoch
-            if len(a) == 0:
-                return float("nan")
-            perm = rng.permutation(len(a))
-            for s in range(0, len(perm), self.batch_size):
-                sel = perm[s:s + self.batch_size]
-                idx = np.concatenate([a[sel], p[sel], n[sel]])
-                uniq, inv = np.unique(idx, return_inverse=True)
-                ut = torch.as_tensor(uniq, device=dev)
-                emb = self.net_([t[ut] for t in tensors])
-                inv = torch.as_tensor(inv, device=dev)
-                m = len(sel)
-                loss = triplet_loss(emb[inv[:m]], emb[inv[m:2 * m]], emb[inv[2 * m:]], self.margin, self.pos_weight)
+            for idx in cluster_batches(labels, self.batch_size, rng):
+                idx_t = torch.as_tensor(idx, device=dev)
+                a, p, n = batch_triplets(lab[idx], self.n_neg, gen)
+                if len(a) == 0:
+                    continue
+                rate = self.lr * (1 + self.lr_decay * self.iteration_) ** -self.lr_power
+                for group in self.opt_.param_groups:
+                    group["lr"] = rate * group.get("lr_scale", 1.0)
+                emb = self.net_([t[idx_t] for t in tensors])
+                a, p, n = a.to(dev), p.to(dev), n.to(dev)
+                loss = triplet_loss(emb, a, p, n, self.margin, self.pos_weight)
                 self.opt_.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt_.step()
-                total += loss.item() * m
-                count += m
+                self.iteration_ += 1
+                total += loss.item()
+                count += 1
             if bar is not None:
                 bar.update(1)
         return total / max(count, 1)
 
     def fit(self, X, y=None):
+        """Cluster ``X``; ``y`` (true labels, optional) is only logged (``nmi`` per period)."""
         with seeded(self.random_state, resolve_device(self.device)):  # weight init, without the global RNG
-            return self._fit(X)
+            return self._fit(X, y)
 
-    def _fit(self, X):
-        if self.negatives not in ("random", "neighbours"):
-            raise ValueError(f"negatives must be 'random' or 'neighbours', got {self.negatives!r}")
+    def _fit(self, X, y):
         inputs = self._inputs(X)
         k = check_n_clusters(self.n_clusters, len(inputs[0]))
+        if y is not None and len(y) != len(inputs[0]):
+            raise ValueError(f"y has {len(y)} labels for {len(inputs[0])} samples")
         dev = resolve_device(self.device)
         rng = np.random.default_rng(int(self.random_state))
+        gen = torch.Generator().manual_seed(int(self.random_state))
         tensors = [torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=dev) for x in inputs]
-        Z = self._initial_representation(inputs)
+        W, nn_idx = knn_affinity(self._initial_representation(inputs), self.k_s)
         self.net_ = self._build_network(inputs).to(dev)
-        self.opt_ = torch.optim.Adam(self._param_groups(), lr=self.lr, weight_decay=self.weight_decay)
-
-        W, nn_idx = knn_affinity(Z, self.k_s)
+        self.opt_ = torch.optim.SGD(self._param_groups(), lr=self.lr, momentum=self.momentum,
+                                    weight_decay=self.weight_decay)
+        self.iteration_ = 0
         labels = initial_clusters(nn_idx, W, min_clusters=k)
-        merger = AffinityMerger(W, labels, self.k_c, self.lam)
-        # plan the periods from the start, so the progress bar knows its length
-        plan, c = [], merger.n_clusters
+        plan, c = [], int(labels.max()) + 1  # merges per period, known from the start (for the bar)
         while c > k:
-            step = min(max(math.ceil(self.eta * c), 1), c - k)
-            plan.append(step)
-            c -= step
+            plan.append(min(max(math.ceil(self.eta * c), 1), c - k))
+            c -= plan[-1]
         self.history_ = []
-        bar = tqdm(total=len(plan) * self.epochs_per_period, desc="JULE", leave=False, disable=not self.progress)
-        for p, steps in enumerate(plan):
+        bar = tqdm(total=len(plan) * self.epochs_per_period, desc=type(self).__name__, leave=False,
+                   disable=not self.progress)
+        Z = None
+        for period, steps in enumerate(plan):
             t0 = time.perf_counter()
+            loss = self._train(tensors, labels, rng, gen, bar)
+            Z = self._embed(tensors)
+            t1 = time.perf_counter()
+            W, _ = knn_affinity(Z, self.k_s)
+            merger = AffinityMerger(W, labels, self.k_c, self.lam)
             before = merger.n_clusters
-            if p > 0:  # affinities on the representation learned in the last period
-                W, _ = knn_affinity(Z, self.k_s)
-                merger = AffinityMerger(W, merger.compact_labels(), self.k_c, self.lam)
             merger.merge(steps)
             labels = merger.compact_labels()
-            t1 = time.perf_counter()
-            nbrs = merger.neighbours(self.k_c) if self.negatives == "neighbours" else None
-            loss = self._train(tensors, labels, nbrs, rng, bar)
-            Z = self._embed(tensors)
             t2 = time.perf_counter()
-            self.history_.append({"period": p, "clusters_before": before, "clusters_after": merger.n_clusters,
-                                  "loss": loss, "merge_seconds": round(t1 - t0, 3),
-                                  "train_seconds": round(t2 - t1, 3), "epochs": self.epochs_per_period,
-                                  "seconds": round(t2 - t0, 3)})
+            rec = {"period": period, "clusters_before": before, "clusters_after": merger.n_clusters, "loss": loss,
+                   "train_seconds": round(t1 - t0, 3), "merge_seconds": round(t2 - t1, 3),
+                   "epochs": self.epochs_per_period}
+            if y is not None:
+                rec["nmi"] = nmi(y, labels)
+            self.history_.append(rec)
             bar.set_postfix(clusters=merger.n_clusters, loss=f"{loss:.3f}")
         bar.close()
-        if self.recluster and plan:  # (no plan: the initial clusters are already at most k)
+        if Z is None:  # no period: the initial clusters are already n_clusters
+            Z = self._embed(tensors)
+        elif self.recluster:
             W, nn_idx = knn_affinity(Z, self.k_s)
             final = AffinityMerger(W, initial_clusters(nn_idx, W, min_clusters=k), self.k_c, self.lam)
             final.merge(max(final.n_clusters - k, 0))
             labels = final.compact_labels()
-        self._set_labels(labels)
         self.embedding_ = Z
+        self._set_labels(labels)
         return self
 
     def transform(self, X) -> np.ndarray:

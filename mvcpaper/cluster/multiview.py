@@ -5,8 +5,11 @@ view's features in), the branches' outputs concatenated, then shared layers
 ("mlpout") down to the embedding the clustering objective acts on. The paper does not
 give every width; ours:
 
-- under JULE (``DMVCJULE``): branch ``d_v -> 100`` (ReLU) per view, shared
-  ``3*100 -> 100``, L2-normalised (JULE's single-view network is ``d -> 100``);
+- under JULE (``DMVCJULE``): a linear branch ``d_v -> 160`` per view whose output is
+  L2-normalised, so that every view weighs the same in the shared layer (the network's
+  counterpart of CC's per-view normalisation); shared ``3*160 -> 160``, L2-normalised
+  (JULE's single-view network is ``d -> 160``). The paper's MLP branches (ReLU) measured
+  level or lower: see ``scripts/dmvc_vs_cc.py`` and the README;
 - under IDEC (``DMVCIDEC``): branch ``d_v -> 500`` (ReLU) per view, shared
   ``3*500 -> 500 -> 2000 -> 10`` (IDEC's encoder after its first layer), and one decoder
   per view, ``10 -> 2000 -> 500 -> 500 -> d_v``, whose mean squared errors are averaged.
@@ -39,11 +42,13 @@ from .jule import JULE
 __all__ = ["MVNet", "DMVCJULE", "DMVCIDEC", "MVEC", "co_association", "co_association_consensus"]
 
 
-def _mlp(dims, last_act: bool) -> nn.Sequential:
+def _mlp(dims, last_act: bool, act: bool = True) -> nn.Sequential:
+    """Linear layers through ``dims``; ReLU between them (and after the last with ``last_act``),
+    none at all without ``act``."""
     layers = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
         layers.append(nn.Linear(a, b))
-        if last_act or i < len(dims) - 2:
+        if act and (last_act or i < len(dims) - 2):
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
@@ -56,7 +61,11 @@ class MVNet(nn.Module):
     in_dims : list of int
         Feature size of each view.
     branch : tuple of int
-        Widths of each view's branch (ReLU after each layer).
+        Widths of each view's branch.
+    branch_act : bool
+        ReLU after every branch layer (else the branch is linear).
+    branch_norm : bool
+        L2-normalise each branch's output before the concatenation.
     shared : tuple of int
         Widths of the shared layers after the concatenation; the last one is the embedding
         (linear).
@@ -69,10 +78,12 @@ class MVNet(nn.Module):
         of the CNN extractor); their output must be ``(batch, in_dims[v])``.
     """
 
-    def __init__(self, in_dims, branch=(100,), shared=(100,), decoder=None, normalize: bool = True, heads=None):
+    def __init__(self, in_dims, branch=(100,), shared=(100,), decoder=None, normalize: bool = True, heads=None,
+                 branch_act: bool = True, branch_norm: bool = False):
         super().__init__()
         self.heads = nn.ModuleList(heads) if heads is not None else None
-        self.branches = nn.ModuleList(_mlp([d, *branch], last_act=True) for d in in_dims)
+        self.branches = nn.ModuleList(_mlp([d, *branch], last_act=branch_act, act=branch_act) for d in in_dims)
+        self.branch_norm = branch_norm
         width = branch[-1] * len(in_dims) if branch else sum(in_dims)
         self.shared = _mlp([width, *shared], last_act=False)
         self.decoders = (nn.ModuleList(_mlp([shared[-1], *decoder, d], last_act=False) for d in in_dims)
@@ -82,7 +93,10 @@ class MVNet(nn.Module):
     def encode(self, xs):
         if self.heads is not None:
             xs = [h(x) for h, x in zip(self.heads, xs)]
-        z = self.shared(torch.cat([b(x) for b, x in zip(self.branches, xs)], dim=1))
+        hs = [b(x) for b, x in zip(self.branches, xs)]
+        if self.branch_norm:
+            hs = [F.normalize(h, dim=1) for h in hs]
+        z = self.shared(torch.cat(hs, dim=1))
         return F.normalize(z, dim=1) if self.normalize else z
 
     forward = encode
@@ -111,31 +125,36 @@ def _check_multiview(est, X) -> list[np.ndarray]:
 class DMVCJULE(JULE):
     """DMVC-fix under JULE's objective: MVnet replaces JULE's representation network.
 
-    ``X`` is a list of views (frozen CNN features, L2-normalised rows). The first merging
-    period runs on the concatenation of the L2-normalised views, like CC; every later one on
-    MVnet's embedding. ``branch``: the widths of each view's branch; ``hidden``: the shared
-    layers between the concatenated branches and the embedding. Other parameters: see
-    :class:`~mvcpaper.cluster.jule.JULE`.
+    ``X`` is a list of views (frozen CNN features, L2-normalised rows). The initial clusters
+    are found on the concatenation of the L2-normalised views, exactly as CC's; every merge
+    after them is made on MVnet's embedding. ``branch``: the widths of each view's branch,
+    ``branch_act``: ReLU in the branches, ``branch_norm``: L2-normalise each branch's output;
+    ``hidden``: the shared layers between the concatenated branches and the embedding.
+    Other parameters: see :class:`~mvcpaper.cluster.jule.JULE`.
     """
 
-    def __init__(self, n_clusters: int = 8, branch=(100,), k_s: int = 20, k_c: int = 5, eta: float = 0.9,
-                 lam: float = 1.0, embed_dim: int = 100, hidden=(), epochs_per_period: int = 20,
-                 batch_size: int = 200, lr: float = 1e-3, weight_decay: float = 1e-4, margin: float = 0.2,
-                 pos_weight: float = 2.0, n_neg: int = 2, negatives: str = "random", recluster: bool = True,
-                 device: str = "auto", random_state: int = 0, progress: bool = True):
+    def __init__(self, n_clusters: int = 8, branch=(160,), branch_act: bool = False, branch_norm: bool = True,
+                 k_s: int = 20, k_c: int = 5, eta: float = 0.2,
+                 lam: float = 1.0, embed_dim: int = 160, hidden=(), epochs_per_period: int = 20,
+                 batch_size: int = 200, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-5,
+                 lr_decay: float = 1e-4, lr_power: float = 0.75, margin: float = 0.2, pos_weight: float = 1.0,
+                 n_neg: int = 20, recluster: bool = True, device: str = "auto", random_state: int = 0,
+                 progress: bool = True):
         super().__init__(n_clusters=n_clusters, k_s=k_s, k_c=k_c, eta=eta, lam=lam, embed_dim=embed_dim,
                          hidden=hidden, epochs_per_period=epochs_per_period, batch_size=batch_size, lr=lr,
-                         weight_decay=weight_decay, margin=margin, pos_weight=pos_weight, n_neg=n_neg,
-                         negatives=negatives, recluster=recluster, device=device, random_state=random_state,
-                         progress=progress)
+                         momentum=momentum, weight_decay=weight_decay, lr_decay=lr_decay, lr_power=lr_power,
+                         margin=margin, pos_weight=pos_weight, n_neg=n_neg, recluster=recluster, device=device,
+                         random_state=random_state, progress=progress)
         self.branch = branch
+        self.branch_act = branch_act
+        self.branch_norm = branch_norm
 
     def _inputs(self, X):
         return _check_multiview(self, X)
 
     def _build_network(self, inputs):
-        return MVNet([x.shape[1] for x in inputs], branch=tuple(self.branch),
-                     shared=(*self.hidden, self.embed_dim), normalize=True)
+        return MVNet([x.shape[1] for x in inputs], branch=tuple(self.branch), shared=(*self.hidden, self.embed_dim),
+                     normalize=True, branch_act=self.branch_act, branch_norm=self.branch_norm)
 
 
 class DMVCIDEC(IDEC):
@@ -272,25 +291,25 @@ class DMVC(DMVCJULE):
     ``extract_features(dataset, backbone, layer=finetune_cut(backbone), pool=False)``.
     Each map goes through its CNN's pretrained tail (``BackboneSpec.finetune_tail``: e.g.
     EfficientNet's 1x1 ``conv_head`` + BN, ResNet's ``layer4``), then MVnet as in
-    DMVC-fix; the tails are trained with the MLP at ``finetune_lr``. Caching the map
-    below the tail keeps the CPU cost bounded (the early layers never run again); the
-    paper fine-tuned whole networks on a GPU.
-
-    ``batch_size`` counts triplets (default 1024: on small sets one step covers every
-    image once, so each step runs every tail once).
+    DMVC-fix; the tails are trained with the MLP, at ``finetune_lr`` (a tenth of the
+    MLP's rate, under the same decay). Caching the map below the tail keeps the CPU cost
+    bounded (the early layers never run again, and each epoch runs every tail once per
+    image); the paper fine-tuned whole networks on a GPU.
     """
 
-    def __init__(self, n_clusters: int = 8, backbones=(), weights="imagenet", finetune_lr: float = 1e-4,
-                 branch=(100,), k_s: int = 20, k_c: int = 5, eta: float = 0.9, lam: float = 1.0, embed_dim: int = 100,
-                 hidden=(), epochs_per_period: int = 20, batch_size: int = 1024, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, margin: float = 0.2, pos_weight: float = 2.0, n_neg: int = 2,
-                 negatives: str = "random", recluster: bool = True, device: str = "auto", random_state: int = 0,
-                 progress: bool = True):
-        super().__init__(n_clusters=n_clusters, branch=branch, k_s=k_s, k_c=k_c, eta=eta, lam=lam,
-                         embed_dim=embed_dim, hidden=hidden, epochs_per_period=epochs_per_period,
-                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, margin=margin,
-                         pos_weight=pos_weight, n_neg=n_neg, negatives=negatives, recluster=recluster,
-                         device=device, random_state=random_state, progress=progress)
+    def __init__(self, n_clusters: int = 8, backbones=(), weights="imagenet", finetune_lr: float = 1e-3,
+                 branch=(160,), branch_act: bool = False, branch_norm: bool = True, k_s: int = 20, k_c: int = 5,
+                 eta: float = 0.2, lam: float = 1.0,
+                 embed_dim: int = 160, hidden=(), epochs_per_period: int = 20, batch_size: int = 200,
+                 lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-5, lr_decay: float = 1e-4,
+                 lr_power: float = 0.75, margin: float = 0.2, pos_weight: float = 1.0, n_neg: int = 20,
+                 recluster: bool = True, device: str = "auto", random_state: int = 0, progress: bool = True):
+        super().__init__(n_clusters=n_clusters, branch=branch, branch_act=branch_act, branch_norm=branch_norm,
+                         k_s=k_s, k_c=k_c, eta=eta, lam=lam, embed_dim=embed_dim, hidden=hidden,
+                         epochs_per_period=epochs_per_period,
+                         batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                         lr_decay=lr_decay, lr_power=lr_power, margin=margin, pos_weight=pos_weight, n_neg=n_neg,
+                         recluster=recluster, device=device, random_state=random_state, progress=progress)
         self.backbones = backbones
         self.weights = weights
         self.finetune_lr = finetune_lr
@@ -326,10 +345,10 @@ class DMVC(DMVCJULE):
     def _build_network(self, inputs):
         dims = [f.shape[1] for f in self.frozen_features_]
         return MVNet(dims, branch=tuple(self.branch), shared=(*self.hidden, self.embed_dim), normalize=True,
-                     heads=self.tails_)
+                     heads=self.tails_, branch_act=self.branch_act, branch_norm=self.branch_norm)
 
     def _param_groups(self):
         tail_params = [p for p in self.net_.heads.parameters() if p.requires_grad]
         ids = {id(p) for p in tail_params}
         rest = [p for p in self.net_.parameters() if id(p) not in ids and p.requires_grad]
-        return [{"params": rest, "lr": self.lr}, {"params": tail_params, "lr": self.finetune_lr}]
+        return [{"params": rest}, {"params": tail_params, "lr_scale": self.finetune_lr / self.lr}]
