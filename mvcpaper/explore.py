@@ -125,7 +125,7 @@ def fit_on_views(cfg, method: str, ds, views: tuple, feats: dict, seed: int) -> 
     others their concatenation), through the fit cache with notebooks 03-04's keys."""
     k, joined = ds.n_classes, "+".join(views)
     if METHODS[method].multiview:  # DMVC-fix on all the run's views is notebook 04's fit
-        everything = tuple(views) == tuple(cfg.backbones) and method != "mvec"
+        everything = tuple(views) == tuple(cfg.backbones) and method in ("dmvc_jule", "dmvc_idec")
         inp, X = ("DMVC-fix" if everything else f"{method}:{joined}"), [feats[v] for v in views]
     elif len(views) == 1:
         inp, X = views[0], feats[views[0]]

@@ -45,7 +45,7 @@ __all__ = ["Explorer", "DEFAULT_METHODS"]
 
 #: the methods offered for A and B (multi-view ones take the chosen views separately, the
 #: others their concatenation: MethodSpec.multiview)
-DEFAULT_METHODS = ("kmeans", "agglomerative", "jule", "idec", "mvec", "dmvc_jule")
+DEFAULT_METHODS = ("kmeans", "agglomerative", "jule", "idec", "mvec_tao", "dmvc_jule")
 
 
 # ----------------------------------------------------------------------------- the explorer

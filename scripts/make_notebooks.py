@@ -53,7 +53,8 @@ NOTEBOOKS = {
     ],
     "04_multiview": [
         ("md", "# 04 · Deep and multi-view clustering (Table 2)\nJULE and IDEC on every view, on the concatenation "
-               "(CC), the co-association ensemble of the per-view partitions (MVEC), DMVC-fix (MVnet on frozen "
+               "(CC), the ensemble of the per-view partitions (MVEC: Tao et al.'s low-rank consensus, and the "
+               "co-association one beside it), DMVC-fix (MVnet on frozen "
                "features) and DMVC (fine-tuning the CNNs' last layers, under JULE). NMI over several seeds, "
                "beside the paper's values. Fits are cached, so notebook 05 reuses them."),
         ("params", PARAMS), ("code", RESOLVE),
@@ -111,7 +112,7 @@ clusterer = None        # kmeans | pic'''),
         ("params", PARAMS + '''
 # Explorer
 explore_dataset = None  # None: the run's first data set
-method_a = "kmeans"     # any registered method, e.g. agglomerative, jule, idec, mvec, dmvc_jule
+method_a = "kmeans"     # any registered method, e.g. agglomerative, jule, idec, mvec_tao, dmvc_jule
 method_b = "agglomerative"
 webgl = None            # None: WebGL scatter above 1500 points, SVG below'''),
         ("code", RESOLVE + "\nfrom mvcpaper.widgets import Explorer"),

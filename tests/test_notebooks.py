@@ -45,7 +45,7 @@ def test_reproduce_smoke_runs_every_notebook(tmp_path, capsys):
     # Table 2: every row and framework has a number (DMVC under JULE only, as in the paper)
     t2 = pd.read_csv(tmp_path / "tables" / "table2.csv", index_col=0)
     assert list(t2.index) == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "CC", "MVEC",
-                              "DMVC-fix", "DMVC"]
+                              "MVEC (co-assoc.)", "DMVC-fix", "DMVC"]
     assert (t2.drop(index="DMVC")[["synthetic JULE", "synthetic IDEC"]] != "not run").all().all()
     assert t2.loc["DMVC", "synthetic JULE"] != "not run" and t2.loc["DMVC", "synthetic IDEC"] == "not run"
     rec2 = pd.read_csv(tmp_path / "tables" / "table2_records.csv")

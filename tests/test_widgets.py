@@ -139,7 +139,7 @@ def test_explorer_switches_method_and_views(cfg):
     d1 = ex.state.X.shape[1]
     ex.views.value = tuple(cfg.backbones[:2])  # concatenation of two views
     assert ex.state.views == tuple(cfg.backbones[:2]) and ex.state.X.shape[1] > d1
-    ex.method_a.value = "mvec"  # a multi-view method on the chosen views
+    ex.method_a.value = "mvec_tao"  # a multi-view method on the chosen views
     assert len(ex.state.labels["A"]) == len(ex.state.dataset)
 
 

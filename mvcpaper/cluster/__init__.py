@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from ..errors import UnknownNameError
 from ._base import ClusterBase, FewerClustersWarning, check_n_clusters, check_views
 from .baselines import Agglomerative, KMeans
+from .ensemble import MVECCoassoc, MVECTao, co_association_consensus
 from .idec import DEC, IDEC
 from .jule import JULE
 from .kmeans import TorchKMeans
-from .multiview import DMVC, DMVCIDEC, DMVCJULE, MVEC, co_association_consensus
+from .multiview import DMVC, DMVCIDEC, DMVCJULE
 
 __all__ = ["METHODS", "MethodSpec", "get_method", "make_method", "list_methods", "method_label", "ClusterBase",
            "FewerClustersWarning", "check_views", "check_n_clusters",
-           "KMeans", "Agglomerative", "TorchKMeans", "IDEC", "DEC", "JULE", "DMVCJULE", "DMVCIDEC", "DMVC", "MVEC",
-           "co_association_consensus"]
+           "KMeans", "Agglomerative", "TorchKMeans", "IDEC", "DEC", "JULE", "DMVCJULE", "DMVCIDEC", "DMVC", "MVECTao",
+           "MVECCoassoc", "co_association_consensus"]
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -46,7 +47,8 @@ METHODS: dict[str, MethodSpec] = {
     "jule": MethodSpec(JULE, "JULE"),
     "dmvc_jule": MethodSpec(DMVCJULE, "DMVC-fix (JULE)", multiview=True),
     "dmvc_idec": MethodSpec(DMVCIDEC, "DMVC-fix (IDEC)", multiview=True),
-    "mvec": MethodSpec(MVEC, "MVEC (co-association)", multiview=True),
+    "mvec_tao": MethodSpec(MVECTao, "MVEC", multiview=True),
+    "mvec_coassoc": MethodSpec(MVECCoassoc, "MVEC (co-association)", multiview=True),
     "dmvc": MethodSpec(DMVC, "DMVC", multiview=True),
 }
 

@@ -1,4 +1,4 @@
-"""Multi-view clustering: the paper's DMVC (MVnet inside IDEC or JULE) and the MVEC baseline.
+"""Multi-view clustering: the paper's DMVC (MVnet inside IDEC or JULE); MVEC is in ``ensemble``.
 
 **MVnet** (Guérin & Boots 2018, Fig. 4): one fully connected branch per view (the
 view's features in), the branches' outputs concatenated, then shared layers
@@ -17,29 +17,22 @@ give every width; ours:
 Both take the views as a list; they start from the same point as the concatenation
 baseline (CC) and differ from it only by the network, which is the paper's comparison.
 
-**MVEC** here is the co-association consensus (Fred & Jain 2005), the variant the
-paper's authors used in their own tutorial: the fraction of base partitions (one per
-view) that put two samples together, clustered by average-linkage agglomeration.
-Tao et al.'s (IJCAI 2017) low-rank + sparse consensus is *not* implemented; tables
-label this row "MVEC (co-association)".
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.base import clone
-from sklearn.cluster import AgglomerativeClustering
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UnknownNameError
 from ..features import BACKBONES, build_model, get_backbone, global_pool
 from ..preprocessing import l2_normalize
-from ._base import ClusterBase, check_n_clusters, check_views
+from ._base import check_n_clusters, check_views
 from .idec import IDEC
 from .jule import JULE
 
-__all__ = ["MVNet", "DMVCJULE", "DMVCIDEC", "MVEC", "co_association", "co_association_consensus"]
+__all__ = ["MVNet", "DMVCJULE", "DMVCIDEC", "DMVC"]
 
 
 def _mlp(dims, last_act: bool, act: bool = True) -> nn.Sequential:
@@ -171,65 +164,6 @@ class DMVCIDEC(IDEC):
         first, rest = self.hidden[0], tuple(self.hidden[1:])
         return MVNet(dims, branch=(first,), shared=(*rest, self.embed_dim), decoder=tuple(reversed(self.hidden)),
                      normalize=False)
-
-
-# --------------------------------------------------------------------------- MVEC
-def co_association(partitions) -> np.ndarray:
-    """``S[i, j]`` = fraction of the partitions that put samples i and j in one cluster."""
-    parts = [np.asarray(p) for p in partitions]
-    n = len(parts[0])
-    if any(len(p) != n for p in parts):
-        raise ValueError(f"partitions must label the same samples; got lengths {[len(p) for p in parts]}")
-    S = np.zeros((n, n), dtype=np.float32)
-    for p in parts:
-        onehot = np.eye(int(p.max()) + 1, dtype=np.float32)[np.unique(p, return_inverse=True)[1]]
-        S += onehot @ onehot.T
-    return S / len(parts)
-
-
-def co_association_consensus(partitions, n_clusters: int) -> np.ndarray:
-    """Average-linkage agglomeration of the co-association matrix (distance ``1 - S``)."""
-    S = co_association(partitions)
-    check_n_clusters(n_clusters, len(S))
-    ac = AgglomerativeClustering(n_clusters=n_clusters, metric="precomputed", linkage="average")
-    return ac.fit_predict(1.0 - S)
-
-
-class MVEC(ClusterBase):
-    """Multi-view ensemble clustering: one base partition per view, co-association consensus.
-
-    Parameters
-    ----------
-    n_clusters : int
-    base : estimator, optional
-        The method that clusters each view (default ``JULE()``), as a template: each view
-        gets a clone with this estimator's ``n_clusters``, ``random_state``, ``device`` and
-        ``progress``; its other parameters are kept (``MVEC(base=IDEC(max_steps=200))``).
-    device, random_state, progress : as everywhere (passed to the base method).
-
-    Attributes
-    ----------
-    labels_, partitions_ (the base partitions, one per view).
-    """
-
-    def __init__(self, n_clusters: int = 8, base=None, device: str = "auto", random_state: int = 0,
-                 progress: bool = True):
-        self.n_clusters = n_clusters
-        self.base = base
-        self.device = device
-        self.random_state = random_state
-        self.progress = progress
-
-    def fit(self, X, y=None):
-        views = _check_multiview(self, X)
-        template = self.base if self.base is not None else JULE()
-        self.partitions_ = []
-        for v in views:
-            est = clone(template).set_params(n_clusters=self.n_clusters, random_state=self.random_state,
-                                             device=self.device, progress=self.progress)
-            self.partitions_.append(est.fit_predict(v))
-        self._set_labels(co_association_consensus(self.partitions_, self.n_clusters))
-        return self
 
 
 # --------------------------------------------------------------------------- DMVC (fine-tuned)
