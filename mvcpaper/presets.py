@@ -86,8 +86,9 @@ class RunConfig:
     #: deep frameworks of Tables 2-3 and their settings (the same for every data set)
     frameworks: list[str] = field(default_factory=lambda: ["jule", "idec"])
     method_params: dict = field(default_factory=dict)
-    #: DMVC fine-tunes CNN layers: on the CPU only for data sets up to this many images
-    dmvc_max_images_cpu: int = 2000
+    #: DMVC fine-tunes CNN layers through every JULE period (about 280 epochs): on the CPU only
+    #: for data sets up to this many images (UMist's 575 took over 13 min for one seed unfinished)
+    dmvc_max_images_cpu: int = 200
     #: notebook 06 (DeepCluster's study)
     deepcluster: DeepClusterSettings = field(default_factory=DeepClusterSettings)
 
