@@ -80,6 +80,15 @@ class ClusterBase(ClusterMixin, BaseEstimator):
         views = self._views(X)
         return views[0] if len(views) == 1 else np.concatenate(views, axis=1)
 
+    def _multiview(self, X) -> list[np.ndarray]:
+        """Checked views for a method that takes at least two of them separately."""
+        views = check_views(X)
+        check_n_clusters(self.n_clusters, views[0].shape[0])
+        if len(views) < 2:
+            raise ValueError(f"{type(self).__name__} needs a list of at least two views; got one array. "
+                             "Use a single-view method (jule / idec / kmeans) for one view.")
+        return views
+
     def _set_labels(self, labels, expected: bool = True) -> None:
         """Store ``labels_`` and ``n_clusters_found_``; warn when fewer clusters than asked were
         found (``expected=False``: the method chooses its own number, e.g. PIC)."""

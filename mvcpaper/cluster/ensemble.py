@@ -29,7 +29,7 @@ from sklearn.base import clone
 from sklearn.cluster import AgglomerativeClustering, SpectralClustering
 
 from .._utils import resolve_device
-from ._base import ClusterBase, check_n_clusters, check_views
+from ._base import ClusterBase, check_n_clusters
 from .jule import JULE
 
 __all__ = ["MVECTao", "MVECCoassoc", "co_association", "co_association_consensus", "low_rank_sparse_consensus"]
@@ -153,11 +153,7 @@ class _MultiViewEnsemble(ClusterBase):
         self.progress = progress
 
     def _base_partitions(self, X) -> list[list[np.ndarray]]:
-        views = check_views(X)
-        check_n_clusters(self.n_clusters, views[0].shape[0])
-        if len(views) < 2:
-            raise ValueError(f"{type(self).__name__} needs a list of at least two views; got one array. "
-                             "Use a single-view method (jule / idec / kmeans) for one view.")
+        views = self._multiview(X)
         if int(self.n_partitions) < 1:
             raise ValueError(f"n_partitions must be at least 1; got {self.n_partitions}")
         template = self.base if self.base is not None else JULE()

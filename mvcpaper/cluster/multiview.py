@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from ..errors import UnknownNameError
 from ..features import BACKBONES, build_model, get_backbone, global_pool
 from ..preprocessing import l2_normalize
-from ._base import check_n_clusters, check_views
+from ._base import check_n_clusters
 from .idec import IDEC
 from .jule import JULE
 
@@ -106,15 +106,6 @@ class MVNet(nn.Module):
         return self.decoders.parameters()
 
 
-def _check_multiview(est, X) -> list[np.ndarray]:
-    views = check_views(X)
-    check_n_clusters(est.n_clusters, views[0].shape[0])
-    if len(views) < 2:
-        raise ValueError(f"{type(est).__name__} needs a list of at least two views; got one array. "
-                         "Use the single-view method (jule / idec) for one view.")
-    return views
-
-
 class DMVCJULE(JULE):
     """DMVC-fix under JULE's objective: MVnet replaces JULE's representation network.
 
@@ -143,7 +134,7 @@ class DMVCJULE(JULE):
         self.branch_norm = branch_norm
 
     def _inputs(self, X):
-        return _check_multiview(self, X)
+        return self._multiview(X)
 
     def _build_network(self, inputs):
         return MVNet([x.shape[1] for x in inputs], branch=tuple(self.branch), shared=(*self.hidden, self.embed_dim),
@@ -158,7 +149,7 @@ class DMVCIDEC(IDEC):
     """
 
     def _inputs(self, X):
-        return _check_multiview(self, X)
+        return self._multiview(X)
 
     def _build_autoencoder(self, dims):
         first, rest = self.hidden[0], tuple(self.hidden[1:])
