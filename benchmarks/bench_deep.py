@@ -49,7 +49,8 @@ def main():
     for name, X, label in [("idec", views[0], "Lite0 (1280-d)"), ("idec", cc, "CC (3840-d)"),
                            ("dmvc_idec", views, "3 views")]:
         base = kmeans_seconds(X if not isinstance(X, list) else cc)
-        m = make_method(name, k, device=args.device, progress=False, pretrain_epochs=e, max_epochs=e, tol=0).fit(X)
+        m = make_method(name, k, device=args.device, progress=False, pretrain_steps=None, pretrain_epochs=e,
+                        max_epochs=e, tol=0).fit(X)
         add(name, label, "pretrain epoch", m.pretrain_seconds_ / m.pretrain_epochs_, base)
         add(name, label, "clustering epoch", float(np.mean([h["seconds"] for h in m.history_ if "seconds" in h])), base)
     for name, X, label in [("jule", views[0], "Lite0 (1280-d)"), ("jule", cc, "CC (3840-d)"),

@@ -97,14 +97,6 @@ class MVNet(nn.Module):
     def decode(self, z):
         return [d(z) for d in self.decoders]
 
-    def encoder_parameters(self):
-        for m in (self.heads, self.branches, self.shared):
-            if m is not None:
-                yield from m.parameters()
-
-    def decoder_parameters(self):
-        return self.decoders.parameters()
-
 
 class DMVCJULE(JULE):
     """DMVC-fix under JULE's objective: MVnet replaces JULE's representation network.
