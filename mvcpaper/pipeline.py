@@ -133,7 +133,8 @@ def _dmvc(cfg, maps, seed, k, key, y):
 def _periods(ds, row, seed, result) -> list[dict]:
     """The NMI after each of a JULE fit's periods, from its history (tidy rows)."""
     return [{"dataset": ds.name, "views": row, "seed": int(seed), "period": h["period"],
-             "clusters": h["clusters_after"], "nmi": h["nmi"]} for h in result["history"] if "nmi" in h]
+             "clusters": h["clusters_after"], "nmi": h["nmi"]} for h in result["history"]
+            if "period" in h and "nmi" in h]  # IDEC's history logs NMI per epoch, not per period
 
 
 def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
