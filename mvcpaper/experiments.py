@@ -6,6 +6,7 @@ functions of them.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from .cache import code_stamp, entry_path, load_arrays, save_arrays, stable_hash
 from .cluster import get_method, make_method
 from .metrics import evaluate
 
-__all__ = ["run_methods", "records_frame", "save_records", "RECORD_COLUMNS"]
+__all__ = ["run_methods", "records_frame", "save_records", "fit_cached", "consensus_cached", "RECORD_COLUMNS"]
 
 RECORD_COLUMNS = ["dataset", "views", "method", "seed", "nmi", "acc", "ari", "seconds", "device",
                   "n_clusters", "n_clusters_found", "preset"]
@@ -76,6 +77,29 @@ def fit_cached(est, X, key: dict, cache_dir=None, use_cache: bool = True, y=None
     labels) is passed to ``fit`` for the methods that log with it (JULE's NMI per period);
     no method trains on it.
     """
+    def fit():
+        est.fit(X, y)
+        return est.labels_, getattr(est, "embedding_", None), getattr(est, "history_", [])
+
+    return _cached(est, key, fit, cache_dir, use_cache)
+
+
+def consensus_cached(est, partitions, key: dict, cache_dir=None, use_cache: bool = True) -> dict:
+    """``est.consensus(partitions)`` (an ensemble method on base partitions given as one list
+    per view) once; cached as :func:`fit_cached`, the partitions' content part of the key."""
+    h = hashlib.sha256()
+    for view in partitions:
+        for p in view:
+            h.update(np.ascontiguousarray(p, dtype=np.int64).tobytes())
+        h.update(b"|")
+    digest = h.hexdigest()[:20]
+    return _cached(est, {**key, "partitions": digest}, lambda: (est.consensus(partitions), None, []),
+                   cache_dir, use_cache)
+
+
+def _cached(est, key: dict, compute, cache_dir, use_cache: bool) -> dict:
+    """``compute() -> (labels, embedding or None, history)`` through the fit cache, keyed by
+    ``key``, the estimator's class, parameters and code stamp."""
     params = {k: v for k, v in est.get_params().items() if k not in ("progress", "device")}
     full = {**key, "method": type(est).__name__, "code": code_stamp(est),
             "params": {k: repr(v) for k, v in sorted(params.items())}}
@@ -88,11 +112,10 @@ def fit_cached(est, X, key: dict, cache_dir=None, use_cache: bool = True, y=None
             return {"labels": arrays["labels"], "embedding": emb, "seconds": float(meta["seconds"]),
                     "history": meta["history"], "cached": True}
     t0 = time.perf_counter()
-    est.fit(X, y)
+    labels, emb, history = compute()
     seconds = time.perf_counter() - t0
-    emb = getattr(est, "embedding_", None)
-    out = {"labels": np.asarray(est.labels_), "embedding": None if emb is None else np.asarray(emb, np.float32),
-           "seconds": seconds, "history": getattr(est, "history_", []), "cached": False}
+    out = {"labels": np.asarray(labels), "embedding": None if emb is None else np.asarray(emb, np.float32),
+           "seconds": seconds, "history": history, "cached": False}
     if use_cache:
         arrays = {"labels": out["labels"]} | ({} if emb is None else {"embedding": out["embedding"]})
         save_arrays(path, arrays, {"seconds": seconds, "history": out["history"], "key": full})

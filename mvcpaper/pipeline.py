@@ -14,7 +14,7 @@ import pandas as pd
 from ._utils import resolve_device, tqdm
 from .cluster import make_method
 from .cluster.multiview import finetune_cut
-from .experiments import fit_cached, records_frame, run_methods, save_records
+from .experiments import consensus_cached, fit_cached, records_frame, run_methods, save_records
 from .features import extract_features, get_backbone, resolve_weights
 from .metrics import evaluate
 from .plots import plot_embeddings, plot_periods, sample_grid, save_figure, tsne
@@ -169,10 +169,9 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
             records.append(_record(cfg, ds, "CC", fw, seed, k, r, y))
             periods += _periods(ds, "CC", seed, r)
             for row, ensemble in (("MVEC", "mvec_tao"), ("MVEC (co-assoc.)", "mvec_coassoc")):
-                t0 = time.perf_counter()
-                labels = make_method(ensemble, k, seed=seed, device=cfg.device).consensus([[p] for p in parts])
-                records.append(_record(cfg, ds, row, fw, seed, k,
-                                       {"labels": labels, "seconds": secs + time.perf_counter() - t0}, y))
+                est = make_method(ensemble, k, seed=seed, device=cfg.device, progress=False)
+                r = consensus_cached(est, [[p] for p in parts], {**key, "input": f"{fw} partitions"}, cfg.cache_dir)
+                records.append(_record(cfg, ds, row, fw, seed, k, {**r, "seconds": secs + r["seconds"]}, y))
             r = _fit(cfg, fixed, list(views.values()), k, seed, {**key, "input": "DMVC-fix"}, y)
             records.append(_record(cfg, ds, "DMVC-fix", fw, seed, k, r, y))
             periods += _periods(ds, "DMVC-fix", seed, r)

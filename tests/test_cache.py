@@ -157,6 +157,20 @@ def test_fit_cache_is_stamped_with_the_methods_code(tmp_path, monkeypatch):
         assert not experiments.fit_cached(make_method("kmeans", 3), X, key, cache_dir=tmp_path)["cached"]
 
 
+def test_consensus_cache_is_keyed_by_the_partitions(tmp_path):
+    from mvcpaper import experiments
+    from mvcpaper.cluster import make_method
+
+    rng = np.random.default_rng(0)
+    parts = [[rng.integers(0, 3, 30)] for _ in range(3)]
+    first = experiments.consensus_cached(make_method("mvec_coassoc", 3), parts, {"input": "t"}, cache_dir=tmp_path)
+    again = experiments.consensus_cached(make_method("mvec_coassoc", 3), parts, {"input": "t"}, cache_dir=tmp_path)
+    assert not first["cached"] and again["cached"] and (first["labels"] == again["labels"]).all()
+    parts[1][0] = (parts[1][0] + 1) % 3
+    assert not experiments.consensus_cached(make_method("mvec_coassoc", 3), parts, {"input": "t"},
+                                            cache_dir=tmp_path)["cached"]
+
+
 def test_code_stamp_follows_the_source_a_method_depends_on(tmp_path, monkeypatch):
     from mvcpaper.cache import code_stamp
     from mvcpaper.cluster import DMVCJULE, JULE, KMeans
