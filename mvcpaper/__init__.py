@@ -7,3 +7,7 @@ views), :mod:`mvcpaper.cluster` (methods), :mod:`mvcpaper.metrics`; then
 :mod:`mvcpaper.pipeline` (what notebooks call) and :mod:`mvcpaper.cli`.
 """
 __version__ = "0.1.0"
+
+from .folder import cluster_folder  # noqa: E402  (the one-call entry for your own images)
+
+__all__ = ["cluster_folder"]

@@ -1,4 +1,4 @@
-"""Command line: ``mvcpaper reproduce | download | info``.
+"""Command line: ``mvcpaper reproduce | cluster | download | info``.
 
 A problem the user can fix (a missing data set or weights file, a bad name, a failed
 download, a notebook stopped by one of those) is one line on stderr and exit code 2;
@@ -15,6 +15,7 @@ from .cache import cache_root
 from .data import DATASETS, data_root, download_dataset, find_dataset_folder
 from .errors import MvcpaperError
 from .features import BACKBONES, WeightsNotFoundError, build_model, resolve_weights
+from .folder import DEFAULT_BACKBONES, cluster_folder
 from .presets import PRESET_NAMES
 from .reproduce import reproduce
 
@@ -25,6 +26,27 @@ def _cmd_reproduce(a) -> int:
     reproduce(preset=a.preset, data_root=a.data_root, out_dir=a.out, device=a.device, cache_dir=a.cache_dir,
               datasets=a.datasets, backbones=a.backbones, notebooks=a.notebooks, seeds=a.seeds,
               stream=not a.quiet)
+    return 0
+
+
+def _weights_files(items) -> dict:
+    out = {}
+    for item in items or []:
+        name, sep, path = item.rpartition("=")
+        if not sep or not name or not path:
+            raise MvcpaperError(f"--weights takes NAME=FILE (e.g. timm:convnext_tiny=weights.pth), not {item!r}")
+        out[name] = path
+    return out
+
+
+def _cmd_cluster(a) -> int:
+    res = cluster_folder(a.image_dir, a.out, k=a.k, backbones=a.backbones, method=a.method, device=a.device,
+                         seed=a.seed, cache_dir=a.cache_dir, weights=_weights_files(a.weights),
+                         link=a.link_clusters, strict=a.strict, progress=not a.quiet)
+    s = res.summary
+    print(f"{s['n_images']} images ({s['n_unreadable']} unreadable, skipped) -> {s['k']} clusters "
+          f"(k: {s['k_choice']['estimator']}; method: {s['method']} on {s['method_choice'].get('input', 'the views')}) "
+          f"in {s['seconds']['total']:.0f} s; report: {a.out}/report.html")
     return 0
 
 
@@ -79,6 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the seeds of every method and figure (default: the preset's, e.g. 0 1 2)")
     r.add_argument("--quiet", action="store_true", help="do not stream the notebooks' progress bars")
     r.set_defaults(func=_cmd_reproduce)
+
+    c = sub.add_parser("cluster", help="cluster every image under a folder (no labels needed): assignments.csv, "
+                                       "summary.json, report.html")
+    c.add_argument("image_dir", help="the folder of images (read recursively)")
+    c.add_argument("--out", required=True, help="the output folder")
+    c.add_argument("--k", default="auto", help="number of clusters, or 'auto' (estimated without labels; default)")
+    c.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES),
+                   help="views: registry names, timm:<model> or pixels (default: %(default)s)")
+    c.add_argument("--method", default="auto", help="a clustering method, or 'auto' (chosen without labels; default)")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--cache-dir", default=None, help="default $MVCPAPER_CACHE or ~/.cache/mvcpaper")
+    c.add_argument("--weights", nargs="+", default=None, metavar="NAME=FILE", help="a weights file for a view")
+    c.add_argument("--link-clusters", action="store_true",
+                   help="also write OUT/clusters/cluster_<c>/ with symbolic links to the originals")
+    c.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(func=_cmd_cluster)
 
     d = sub.add_parser("download", help="fetch data sets and/or backbone weights (needs the internet)")
     d.add_argument("names", nargs="*", help="data sets: coil100 umist voc2007")

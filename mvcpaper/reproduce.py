@@ -13,13 +13,15 @@ from . import errors
 from .errors import MvcpaperError, UnknownNameError
 from .presets import resolve
 
-__all__ = ["NOTEBOOKS", "INTERACTIVE", "ALL_NOTEBOOKS", "notebooks_dir", "kernel_name", "reproduce"]
+__all__ = ["NOTEBOOKS", "INTERACTIVE", "ALL_NOTEBOOKS", "STANDALONE", "notebooks_dir", "kernel_name", "reproduce"]
 
 #: the notebooks `reproduce` runs, in order (later issues append theirs)
 NOTEBOOKS = ["01_datasets", "02_features", "03_baselines", "04_multiview", "05_representations", "06_deepcluster"]
 #: notebooks for a live kernel (widgets): not run by default, but ``--notebooks`` may name them
 INTERACTIVE = ["07_explore"]
 ALL_NOTEBOOKS = NOTEBOOKS + INTERACTIVE
+#: notebooks with parameters of their own (not a preset's), run by papermill directly
+STANDALONE = ["08_your_images"]
 
 
 def notebooks_dir() -> Path:

@@ -119,6 +119,41 @@ webgl = None            # None: WebGL scatter above 1500 points, SVG below'''),
         ("code", "explorer = Explorer(cfg, dataset=explore_dataset, method_a=method_a, method_b=method_b,\n"
                  "                    seed=cfg.seeds[0], webgl=webgl)\nexplorer"),
     ],
+    "08_your_images": [
+        ("md", "# 08 · Your images\nCluster every image under a folder of your own, no labels needed: the views "
+               "are extracted (cached), the number of clusters and the method are chosen without labels unless "
+               "given, and `assignments.csv`, `summary.json`, `report.html` and a contact sheet per cluster are "
+               "written to `out_dir`. The same as `mvcpaper cluster IMAGE_DIR --out OUT_DIR`. In batch: "
+               "`papermill notebooks/08_your_images.ipynb run.ipynb -p image_dir path/to/images -p out_dir out`."),
+        ("params", '''# Parameters (papermill overrides this cell)
+image_dir = None        # the folder of your images, read recursively (required)
+out_dir = "your_images" # where assignments.csv, summary.json, report.html and contact_sheets/ go
+k = "auto"              # the number of clusters, or "auto" (estimated without labels)
+backbones = None        # None: efficientnet_lite0/1/2; also "timm:<model>" or "pixels"
+method = "auto"         # a registered method, or "auto" (chosen without labels)
+device = "auto"         # auto picks CUDA when present
+seed = 0
+cache_dir = None        # None: $MVCPAPER_CACHE or ~/.cache/mvcpaper
+weights = None          # {view: weights file} for views whose weights are not in a cache
+link_clusters = False   # also write out_dir/clusters/<cluster>/ with links to the originals
+strict = False          # stop at an unreadable image instead of skipping it'''),
+        ("code", '''from pathlib import Path
+import pandas as pd
+from IPython.display import Image, Markdown, display
+import mvcpaper
+
+res = mvcpaper.cluster_folder(image_dir, out_dir, k=k, backbones=backbones, method=method, device=device,
+                              seed=seed, cache_dir=cache_dir, weights=weights, link=link_clusters, strict=strict)
+s = res.summary
+display(Markdown(f"**{s['n_images']} images → {s['k']} clusters** (k: {s['k_choice']['estimator']}; "
+                 f"method: {s['method']} on {s['method_choice'].get('input', 'the views')}); "
+                 f"open `{Path(out_dir) / 'report.html'}`"))'''),
+        ("code", "display(pd.DataFrame(s['method_choice'].get('candidates', [])))"),
+        ("code", "a = pd.read_csv(Path(out_dir) / 'assignments.csv')\n"
+                 "display(a.groupby('cluster').agg(images=('path', 'size'), confidence=('confidence', 'mean')))"),
+        ("code", "for sheet in sorted((Path(out_dir) / 'contact_sheets').glob('*.png'))[:6]:\n"
+                 "    display(Markdown(f'`{sheet.name}`'), Image(filename=str(sheet)))"),
+    ],
 }
 
 

@@ -169,3 +169,33 @@ def test_explore_notebook_in_headless_chromium(served_notebook, tmp_path):
             _not_blank(_shot(page, shots, "4_cluster_gallery"))
         finally:
             browser.close()
+
+
+def test_cluster_report_in_headless_chromium(tmp_path):
+    """``report.html`` of ``mvcpaper cluster``, opened from disk: every cluster's thumbnails
+    decode (natural width > 0) and the embedded map is drawn; a full-page screenshot is kept."""
+    chromium = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need("playwright", False)
+    from test_folder import _colour_folder
+
+    from mvcpaper.folder import cluster_folder
+
+    root = _colour_folder(tmp_path / "imgs")
+    cluster_folder(root, tmp_path / "out", k=3, backbones=["pixels"], method="kmeans", progress=False)
+    shots = Path(os.environ.get("MVCPAPER_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto((tmp_path / "out" / "report.html").as_uri())
+        sections = page.locator("section")
+        assert sections.count() == 3
+        for i in range(3):
+            widths = sections.nth(i).locator("img.t").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+            assert len(widths) >= 8 and all(w > 0 for w in widths)
+        assert page.locator("img[alt='2-D map']").evaluate("i => i.naturalWidth") > 300
+        page.screenshot(path=str(shots / "cluster_report.png"), full_page=True)
+        browser.close()

@@ -4,12 +4,12 @@ import json
 import pandas as pd
 import pytest
 
-from mvcpaper.reproduce import ALL_NOTEBOOKS, NOTEBOOKS, notebooks_dir
+from mvcpaper.reproduce import ALL_NOTEBOOKS, NOTEBOOKS, STANDALONE, notebooks_dir
 
 pytest.importorskip("papermill")
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS + STANDALONE)
 def test_committed_notebooks_are_thin_and_clean(name):
     nb = json.loads((notebooks_dir() / f"{name}.ipynb").read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -73,3 +73,19 @@ def test_explore_notebook_runs_in_batch(tmp_path):
     outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+
+def test_your_images_notebook_runs_in_batch(tmp_path):
+    """08_your_images through papermill on a small folder: outputs written, no error."""
+    import papermill as pm
+    from test_folder import _colour_folder
+
+    root = _colour_folder(tmp_path / "imgs")
+    pm.execute_notebook(str(notebooks_dir() / "08_your_images.ipynb"), str(tmp_path / "run.ipynb"),
+                        parameters={"image_dir": str(root), "out_dir": str(tmp_path / "out"), "k": 3,
+                                    "backbones": ["pixels"], "method": "kmeans",
+                                    "cache_dir": str(tmp_path / "cache")}, progress_bar=False)
+    nb = json.loads((tmp_path / "run.ipynb").read_text())
+    text = json.dumps(nb["cells"], ensure_ascii=False)
+    assert "24 images → 3 clusters" in text and "image/png" in text
+    assert (tmp_path / "out" / "report.html").is_file()

@@ -26,6 +26,7 @@ from .loaders import (
     read_class_subfolders,
     read_coil100_official,
     read_folder,
+    read_image_tree,
     read_labelled_folder,
     read_umist_mat,
     read_voc2007,
@@ -36,7 +37,7 @@ __all__ = [
     "DATASETS", "DatasetSpec", "ImageDataset", "load_dataset", "download_dataset", "data_root",
     "list_datasets", "find_dataset_folder", "make_synthetic", "DatasetError", "DatasetNotFoundError",
     "CorruptImageError",
-    "read_folder", "read_labelled_folder", "read_class_subfolders", "read_coil100_official",
+    "read_folder", "read_image_tree", "read_labelled_folder", "read_class_subfolders", "read_coil100_official",
     "read_umist_mat", "read_voc2007",
 ]
 

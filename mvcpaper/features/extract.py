@@ -310,12 +310,16 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
         if feats is not None:
             return feats
 
-    model, src = build_model(spec, weights, download=download)
-    extractor = FeatureExtractor(model, layer, pool=pool).to(dev).to(memory_format=torch.channels_last)
+    if spec.pixels:  # the resized image is the feature vector
+        extractor = nn.Flatten()
+        run, engine = extractor, "torch"
+    else:
+        model, src = build_model(spec, weights, download=download)
+        extractor = FeatureExtractor(model, layer, pool=pool).to(dev).to(memory_format=torch.channels_last)
+        engine = _resolve_engine(engine, dev, prec)
+        run = None
     bs = batch_size or (256 if dev.type == "cuda" else 8)
     bs = min(bs, len(dataset))
-    engine = _resolve_engine(engine, dev, prec)
-    run = None
     if engine == "onnxruntime":
         try:
             ort_run = onnx_extractor(extractor, size, cache_dir=cache_dir,

