@@ -19,7 +19,7 @@ from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
 from ._utils import atomic_path, tqdm
-from .explore import matched_confusion, palette_hex
+from .explore import matched_confusion, palette_hex, worst_fitting
 from .metrics import evaluate
 
 __all__ = ["membership_scores", "contact_sheet", "write_assignments", "write_report", "link_clusters"]
@@ -50,9 +50,8 @@ def membership_scores(X: np.ndarray, labels: np.ndarray, n_neighbors: int = 10) 
     confidence = np.where(m > 0, same[np.arange(len(X)), np.maximum(m, 1) - 1] / np.maximum(m, 1), 0.0)
     typicality = np.empty(len(X), dtype=int)
     for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        d = np.linalg.norm(X[members] - X[members].mean(0), axis=1)
-        typicality[members[np.argsort(d, kind="stable")]] = np.arange(1, len(members) + 1)
+        closest_first = worst_fitting(X, labels, c)[::-1]
+        typicality[closest_first] = np.arange(1, len(closest_first) + 1)
     return confidence, typicality
 
 

@@ -100,8 +100,8 @@ def _silhouette(views, ks) -> np.ndarray:
     X = np.concatenate(views, axis=1)
     tree = linkage(X, "ward")
     D = euclidean_distances(X)
-    return np.array([silhouette_score(D, fcluster(tree, k, "maxclust"), metric="precomputed")
-                     if len(np.unique(fcluster(tree, k, "maxclust"))) > 1 else -1.0 for k in ks])
+    cuts = [fcluster(tree, k, "maxclust") for k in ks]
+    return np.array([silhouette_score(D, c, metric="precomputed") if len(np.unique(c)) > 1 else -1.0 for c in cuts])
 
 
 def _agreement(views, ks) -> np.ndarray:
@@ -167,19 +167,18 @@ def select_partition(views: dict, k: int, seed: int = 0, device: str = "auto", p
     fit = fit or (lambda est, _inp, X: est.fit_predict(X))
     names = list(views)
     cc = np.concatenate([views[v] for v in names], axis=1)
-    jobs = []
+    cc_name = "CC" if len(names) > 1 else names[0]  # one view: CC is that view
+    jobs = {}  # (method, input name) -> X; a candidate named twice is fitted once
     for method, inp in candidates:
         if inp == "each view":
-            jobs += [(method, v, views[v]) for v in names]
+            jobs.update({(method, v): views[v] for v in names})
         elif inp == "views":
             if len(names) > 1:
-                jobs.append((method, "+".join(names), [views[v] for v in names]))
-        elif len(names) > 1:
-            jobs.append((method, "CC", cc))
-        elif (method, names[0]) not in [(m, i) for m, i, _ in jobs]:  # one view: CC is that view
-            jobs.append((method, names[0], cc))
+                jobs[(method, "+".join(names))] = [views[v] for v in names]
+        else:
+            jobs[(method, cc_name)] = cc
     fits = []
-    for method, inp, X in jobs:
+    for (method, inp), X in jobs.items():
         t0 = time.perf_counter()
         labels = np.asarray(fit(make_method(method, k, seed=seed, device=device, progress=progress), inp, X))
         fits.append({"method": method, "input": inp, "labels": labels, "seconds": round(time.perf_counter() - t0, 2)})

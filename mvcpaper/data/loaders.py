@@ -217,20 +217,17 @@ def read_image_tree(root: Path, name: str | None = None, strict: bool = False, e
                            f"(e.g. {skipped[0][0]}: {skipped[0][1]})")
     name = name or root.resolve().name or "images"
     info = {"root": str(root), "skipped": skipped, "n_files": len(found)}
-    labels, class_names, layout = None, [], "unlabelled"
+    raw, layout = None, "unlabelled"  # the label name of every readable image, if the folder has labels
     if (root / "labels.txt").is_file() and (root / "images").is_dir():
         ds = read_labelled_folder(root, name)
-        index = {q.resolve(): lab for q, lab in zip(ds.paths, ds.labels)}
+        index = {q.resolve(): ds.class_names[lab] for q, lab in zip(ds.paths, ds.labels)}
         if all(q.resolve() in index for q in paths):
-            labels = [index[q.resolve()] for q in paths]
-            class_names, layout = ds.class_names, "images/+labels.txt"
+            raw, layout = [index[q.resolve()] for q in paths], "images/+labels.txt"
     else:
         tops = [q.relative_to(root).parts for q in paths]
         if all(len(t) > 1 for t in tops) and len({t[0] for t in tops}) > 1:
-            labels, class_names = _encode_labels([t[0] for t in tops])
-            layout = "class sub-folders"
-    if labels is not None:
-        labels, class_names = _encode_labels([class_names[c] for c in labels])
+            raw, layout = [t[0] for t in tops], "class sub-folders"
+    labels, class_names = _encode_labels(raw) if raw is not None else (None, [])
     return ImageDataset(name=name, labels=labels, paths=paths, class_names=class_names,
                         info={**info, "layout": layout})
 
