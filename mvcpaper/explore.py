@@ -26,7 +26,7 @@ from .metrics import evaluate, hungarian_match
 from .pipeline import feature_key
 from .plots import class_palette, tsne
 
-__all__ = ["ExplorerState", "compute_state", "fit_on_views", "matched_confusion", "point_colours",
+__all__ = ["ExplorerState", "compute_state", "partition_state", "fit_on_views", "matched_confusion", "point_colours",
            "worst_fitting", "thumbnail_png", "palette_hex"]
 
 
@@ -95,8 +95,11 @@ class ExplorerState:
     X: np.ndarray | None = None          # the clustered features (L2-normalised views, concatenated)
     xy: np.ndarray | None = None         # the t-SNE map
     labels: dict | None = None           # "A" / "B" -> predicted labels
-    scores: dict | None = None           # "A" / "B" -> {"nmi", "acc", "ari"}
-    match: dict | None = None            # "A" / "B" -> {cluster: matched class or -1}
+    scores: dict | None = None           # "A" / "B" -> {"nmi", "acc", "ari"}; None without labels
+    match: dict | None = None            # "A" / "B" -> {cluster: matched reference id or -1}
+    reference: np.ndarray | None = None  # what colours and the matrix compare with: the classes, or B's clusters
+    reference_names: list | None = None  # a name per reference id
+    reference_kind: str = "class"        # "class", or "B cluster" for a set without labels
     selected: int | None = None          # index of the image shown as a thumbnail
     cluster: int | None = None           # the cluster in the gallery
     gallery: np.ndarray | None = None    # its indices, worst-fitting first
@@ -155,11 +158,26 @@ def compute_state(cfg, ds, views: tuple, methods: dict, seed: int = 0,
     report(len(views), n, f"t-SNE of {len(ds)} points (cached after the first time; about a minute for a few "
                           "thousand points) …")
     xy = tsne(X, seed=seed, cache_dir=cfg.cache_dir)
-    labels, scores, match = {}, {}, {}
+    labels = {}
     for j, (slot, m) in enumerate(methods.items()):
         report(len(views) + 1 + j, n, f"method {slot}: {m} on {'+'.join(views)} (cached after the first fit) …")
         with capture():
             labels[slot] = fit_on_views(cfg, m, ds, views, feats, seed)
-        scores[slot] = evaluate(ds.labels, labels[slot])
-        match[slot] = hungarian_match(ds.labels, labels[slot])
-    return ExplorerState(dataset=ds, views=tuple(views), X=X, xy=xy, labels=labels, scores=scores, match=match)
+    return partition_state(ds, views, X, xy, labels)
+
+
+def partition_state(dataset, views: tuple, X, xy, labels: dict) -> ExplorerState:
+    """The state for two partitions ``labels`` (``{"A": ..., "B": ...}``) of ``dataset``:
+    scored and matched against the classes when the set is labelled; without labels, A's
+    clusters are matched to B's (so both panels colour the same groups alike) and the
+    matrix compares A's clusters with B's."""
+    labels = {slot: np.asarray(lab) for slot, lab in labels.items()}
+    if dataset.labelled:
+        ref, names, kind = dataset.labels, list(dataset.class_names), "class"
+        scores = {slot: evaluate(ref, lab) for slot, lab in labels.items()}
+    else:
+        ref, kind, scores = labels["B"], "B cluster", None
+        names = [f"B{c}" for c in range(int(ref.max()) + 1)]
+    match = {slot: hungarian_match(ref, lab) for slot, lab in labels.items()}
+    return ExplorerState(dataset=dataset, views=tuple(views), X=X, xy=xy, labels=labels, scores=scores, match=match,
+                         reference=ref, reference_names=names, reference_kind=kind)

@@ -15,8 +15,10 @@ import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import pandas as pd
 import sklearn
 import timm
 import torch
@@ -30,9 +32,16 @@ from .experiments import fit_cached
 from .features import OFFLINE_BACKBONES, extract_features, get_backbone, resolve_weights
 from .plots import tsne
 from .preprocessing import l2_normalize
-from .report import contact_sheet, link_clusters, membership_scores, write_assignments, write_report
+from .report import (
+    contact_sheet,
+    link_clusters,
+    membership_scores,
+    relative_paths,
+    write_assignments,
+    write_report,
+)
 
-__all__ = ["cluster_folder", "FolderClustering", "DEFAULT_BACKBONES"]
+__all__ = ["cluster_folder", "FolderClustering", "DEFAULT_BACKBONES", "fit_method", "load_output"]
 
 DEFAULT_BACKBONES = OFFLINE_BACKBONES
 
@@ -115,21 +124,12 @@ def cluster_folder(image_dir, out_dir, k="auto", backbones=None, method: str = "
         k_choice = {"k": k, "estimator": "given (--k)"}
     seconds["choosing k"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    key = {"dataset": ds.name, "fingerprint": ds.fingerprint(), "views": weights_ids}
-
-    def fit(est, inp, X):  # through the fit cache: a second run at the same k refits nothing
-        return fit_cached(est, X, {**key, "input": inp}, cache_dir=cache_dir)["labels"]
-
+    fit = _cached_fitter(ds, weights_ids, cache_dir)
     if method == "auto":
         choice = select_partition(views, k, seed=seed, device=device, progress=progress, fit=fit)
         labels, method_choice = choice.labels, choice.as_dict()
     else:
-        est = make_method(method, k, seed=seed, device=device, progress=progress)
-        if METHODS[method].multiview:
-            inp, X = "+".join(backbones), list(views.values())
-        else:
-            inp, X = "CC", np.concatenate(list(views.values()), axis=1)
-        labels = np.asarray(fit(est, inp, X))
+        labels, inp = fit_method(method, views, k, fit, seed=seed, device=device, progress=progress)
         method_choice = {"method": method, "input": inp, "why": "given (--method)"}
     seconds["clustering"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -140,12 +140,67 @@ def cluster_folder(image_dir, out_dir, k="auto", backbones=None, method: str = "
     result = FolderClustering(ds, views, labels, confidence, typicality, xy)
     result.summary["seconds"] = {s: round(v, 2) for s, v in seconds.items()}  # the report shows these
     t0 = time.perf_counter()
+    result.summary.update({"seed": int(seed), "cache_dir": str(cache_dir) if cache_dir else None,
+                           "weights": {b: str(weights.get(b, "imagenet")) for b in backbones}})
     _write(result, out, k, k_choice, method_choice, backbones, device, link, progress)
     seconds["report"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
     result.summary["seconds"] = {s: round(v, 2) for s, v in seconds.items()}
     _write_summary(out / "summary.json", result.summary)
     return result
+
+
+def _cached_fitter(ds, weights_ids: dict, cache_dir) -> Callable:
+    """``fit(estimator, input name, X) -> labels`` through the fit cache, keyed on the folder's
+    content and the views' weights: a second run at the same k refits nothing."""
+    key = {"dataset": ds.name, "fingerprint": ds.fingerprint(), "views": weights_ids}
+
+    def fit(est, inp, X):
+        return fit_cached(est, X, {**key, "input": inp}, cache_dir=cache_dir)["labels"]
+
+    return fit
+
+
+def fit_method(method: str, views: dict, k: int, fit: Callable, seed: int = 0, device: str = "auto",
+               progress: bool = True) -> tuple[np.ndarray, str]:
+    """Labels of a registered ``method`` at ``k`` on ``views`` (multi-view methods take them
+    separately, the others their concatenation ``"CC"``) and the input's name."""
+    est = make_method(method, k, seed=seed, device=device, progress=progress)
+    if METHODS[method].multiview:
+        inp, X = "+".join(views), list(views.values())
+    else:
+        inp, X = "CC", np.concatenate(list(views.values()), axis=1)
+    return np.asarray(fit(est, inp, X)), inp
+
+
+def load_output(out_dir, cache_dir=None, device: str = "auto", progress: bool = True) -> tuple:
+    """Reopen what ``mvcpaper cluster`` wrote to ``out_dir``: ``(FolderClustering, fit)``,
+    the images read again, the views and the 2-D map from the caches (nothing is extracted
+    again unless the caches were cleared), ``fit`` as :func:`fit_method` takes it, through
+    the same fit cache. The images must be those of the run."""
+    out = Path(out_dir).expanduser()
+    if not (out / "summary.json").is_file() or not (out / "assignments.csv").is_file():
+        raise MvcpaperError(f"{out} holds no summary.json and assignments.csv; give a folder written by "
+                            "mvcpaper cluster IMAGE_DIR --out OUT")
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    table = pd.read_csv(out / "assignments.csv", dtype={"path": str})
+    cache_dir = cache_dir if cache_dir is not None else summary.get("cache_dir")
+    ds = read_image_tree(summary["image_dir"], exclude=[out], progress=progress)
+    if relative_paths(ds) != table["path"].tolist():
+        raise MvcpaperError(f"the images under {summary['image_dir']} are not those clustered in {out} "
+                            "(files added, removed or renamed since); run mvcpaper cluster again")
+    weights = summary.get("weights", {})
+    views, weights_ids = {}, {}
+    for b in (v["name"] for v in summary["views"]):
+        w = weights.get(b, "imagenet")
+        weights_ids[b] = resolve_weights(get_backbone(b), w).weights_id
+        views[b] = l2_normalize(extract_features(ds, b, weights=w, device=device, cache_dir=cache_dir,
+                                                 progress=progress))
+    X = np.concatenate(list(views.values()), axis=1)
+    result = FolderClustering(ds, views, table["cluster"].to_numpy(), table["confidence"].to_numpy(),
+                              table["typicality"].to_numpy(), tsne(X, seed=summary.get("seed", 0), cache_dir=cache_dir),
+                              summary)
+    return result, _cached_fitter(ds, weights_ids, cache_dir)
 
 
 def _versions() -> dict:

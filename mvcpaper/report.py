@@ -16,13 +16,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from PIL import Image
-from sklearn.neighbors import NearestNeighbors
 
 from ._utils import atomic_path, tqdm
+from .cluster.jule import nearest_neighbours
 from .explore import matched_confusion, palette_hex, worst_fitting
 from .metrics import evaluate
 
-__all__ = ["membership_scores", "contact_sheet", "write_assignments", "write_report", "link_clusters"]
+__all__ = ["membership_scores", "contact_sheet", "relative_paths", "write_assignments", "write_report", "link_clusters"]
 
 N_TYPICAL, N_ATYPICAL = 8, 4
 
@@ -40,10 +40,7 @@ def membership_scores(X: np.ndarray, labels: np.ndarray, n_neighbors: int = 10) 
     n_neighbors = min(n_neighbors, len(X) - 1)
     if n_neighbors < 1:
         return np.ones(len(X)), np.ones(len(X), dtype=int)
-    idx = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(X).kneighbors(X, return_distance=False)
-    keep = idx != np.arange(len(X))[:, None]  # not the point itself ...
-    keep[keep.sum(1) > n_neighbors, -1] = False  # ... or, where duplicates hid it, not the farthest
-    neighbours = idx[keep].reshape(len(X), n_neighbors)
+    neighbours = nearest_neighbours(X, n_neighbors)[1]
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     m = np.minimum(n_neighbors, counts[inverse] - 1)
     same = np.cumsum(labels[neighbours] == labels[:, None], axis=1)
@@ -90,7 +87,8 @@ def _figure_uri(fig) -> str:
     return _data_uri(buf.getvalue(), "PNG")
 
 
-def _relative_paths(dataset) -> list[str]:
+def relative_paths(dataset) -> list[str]:
+    """Each image's path as given under the folder the set was read from (``assignments.csv``'s ``path``)."""
     root = Path(dataset.info.get("root", "."))
     out = []
     for p in dataset.paths:
@@ -104,7 +102,7 @@ def _relative_paths(dataset) -> list[str]:
 def write_assignments(path, dataset, labels, confidence, typicality) -> pd.DataFrame:
     """``assignments.csv``: ``path`` (relative to the image folder), ``cluster``,
     ``confidence``, ``typicality`` and, for a labelled folder, ``label``."""
-    df = pd.DataFrame({"path": _relative_paths(dataset), "cluster": np.asarray(labels, dtype=int),
+    df = pd.DataFrame({"path": relative_paths(dataset), "cluster": np.asarray(labels, dtype=int),
                        "confidence": np.round(confidence, 4), "typicality": typicality})
     if dataset.labelled:
         df["label"] = [dataset.class_names[c] for c in dataset.labels]
@@ -185,7 +183,8 @@ def _summary_html(summary: dict) -> str:
     if "curve" in kc:
         out += f"<p><img src='{_figure_uri(_curve_figure(kc))}' alt='k curve'></p>"
     if mc.get("candidates"):
-        out += ("<p>candidates (centrality: mean NMI with the others)</p>"
+        out += ("<p>candidates (neighbour consistency: how well each one's clusters hold every image's 10 "
+                "nearest neighbours, chance-corrected; the highest is kept)</p>"
                 + pd.DataFrame(mc["candidates"]).to_html(index=False, border=0))
     return out
 
@@ -204,7 +203,7 @@ def write_report(path, dataset, labels, confidence, typicality, xy, summary: dic
     scores and the matched confusion matrix, and per cluster its size, mean confidence,
     most and least typical members."""
     labels = np.asarray(labels)
-    rel = _relative_paths(dataset)
+    rel = relative_paths(dataset)
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>mvcpaper: {e(dataset.name)}</title>"
              f"<style>{_STYLE}</style></head><body>",
@@ -237,8 +236,9 @@ def write_report(path, dataset, labels, confidence, typicality, xy, summary: dic
             parts += [f"<img class='t' src='{_data_uri(_thumb(dataset, i, thumb_size))}' title='{e(rel[i])} "
                       f"(confidence {confidence[i]:.2f})' alt='{e(rel[i])}'>" for i in atypical]
         parts.append("</p></section>")
-    parts.append("<p class='muted'>Made by mvcpaper; assignments.csv and summary.json are beside this page.</p>"
-                 "</body></html>")
+    parts.append("<p class='muted'>Made by mvcpaper; assignments.csv and summary.json are beside this page. To "
+                 "explore it interactively and compare with another method: notebook 07_explore with "
+                 "<code>cluster_output</code> set to this folder.</p></body></html>")
     with atomic_path(path) as tmp:
         Path(tmp).write_text("".join(parts), encoding="utf-8")
     return Path(path)

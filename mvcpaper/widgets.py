@@ -13,6 +13,10 @@
 * a gallery of one cluster's images, worst-fitting first (farthest from the cluster's
   mean in the clustered features), each captioned with its true class.
 
+:meth:`Explorer.for_output` opens on what ``mvcpaper cluster`` wrote instead: method A is
+that run's partition, B any method on the same views; without labels the colours and the
+matrix compare A's clusters with B's.
+
 What is shown is computed by :mod:`mvcpaper.explore` (features, t-SNE and fits through the
 package's caches, with the same keys as notebooks 03-04, so what ``reproduce`` computed
 opens at once); this module only draws it and reacts. Every long step reports in a
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import html
 import time
+from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
@@ -36,10 +41,13 @@ from .explore import (
     ExplorerState,
     compute_state,
     matched_confusion,
+    partition_state,
     point_colours,
     thumbnail_png,
     worst_fitting,
 )
+from .folder import fit_method, load_output
+from .metrics import nmi
 
 __all__ = ["Explorer", "DEFAULT_METHODS"]
 
@@ -72,33 +80,46 @@ class Explorer:
         Images shown in the gallery.
     compute : bool
         Compute the first view now (else on the first :meth:`refresh`).
+    output : FolderClustering, optional
+        Set by :meth:`for_output` (with ``fit``), not given directly.
     """
 
     def __init__(self, cfg, methods=DEFAULT_METHODS, method_a: str = "kmeans", method_b: str = "agglomerative",
                  dataset: str | None = None, seed: int = 0, webgl: bool | None = None, gallery_size: int = 24,
-                 compute: bool = True):
-        for m in (*methods, method_a, method_b):
+                 compute: bool = True, output=None, fit=None):
+        for m in (*methods, method_b, *(() if output is not None else (method_a,))):
             if m not in METHODS:
                 raise UnknownNameError("method", m, METHODS)
-        if method_a not in methods or method_b not in methods:
-            methods = tuple(dict.fromkeys((*methods, method_a, method_b)))
-        dataset = dataset or cfg.datasets[0]
-        if dataset not in cfg.datasets:
-            raise ValueError(f"data set {dataset!r} is not in this run's data sets {cfg.datasets}; "
-                             "pass one of them, or resolve the preset with datasets=[...]")
+        if method_b not in methods or (output is None and method_a not in methods):
+            methods = tuple(dict.fromkeys((*methods, *((method_a,) if output is None else ()), method_b)))
         self.cfg, self.seed, self.webgl, self.gallery_size = cfg, int(seed), webgl, int(gallery_size)
+        self.output, self._fit = output, fit
         self.state = ExplorerState()
         self._datasets: dict = {}
         self._busy = False
-        labels = {m: f"{METHODS[m].label} ({m})" for m in methods}
-
-        self.dataset = W.Dropdown(options=list(cfg.datasets), value=dataset, description="data set")
-        self.views = W.SelectMultiple(options=list(cfg.backbones), value=(cfg.backbones[0],),
-                                      rows=min(5, len(cfg.backbones)),
-                                      description="view(s)")
-        self.method_a = W.Dropdown(options=[(labels[m], m) for m in methods], value=method_a, description="method A")
-        self.method_b = W.Dropdown(options=[(labels[m], m) for m in methods], value=method_b, description="method B")
-        self.colour_by = W.ToggleButtons(options=["cluster", "class"], value="cluster", description="colour by")
+        labels = [(f"{METHODS[m].label} ({m})", m) for m in methods]
+        if output is None:
+            dataset = dataset or cfg.datasets[0]
+            if dataset not in cfg.datasets:
+                raise ValueError(f"data set {dataset!r} is not in this run's data sets {cfg.datasets}; "
+                                 "pass one of them, or resolve the preset with datasets=[...]")
+            datasets, views, chosen = list(cfg.datasets), list(cfg.backbones), (cfg.backbones[0],)
+            a_options, classes = labels, True
+        else:  # the run's partition on all its views is A; the data set and views are fixed
+            s = output.summary
+            dataset, datasets = output.dataset.name, [output.dataset.name]
+            views = chosen = tuple(output.views)
+            method_a = "output"
+            a_options = [(f"mvcpaper cluster: {s['method']} on {s['method_choice']['input']}", method_a)]
+            classes = output.dataset.labelled
+        self.dataset = W.Dropdown(options=datasets, value=dataset, description="data set", disabled=output is not None)
+        self.views = W.SelectMultiple(options=list(views), value=tuple(chosen), rows=min(5, len(views)),
+                                      description="view(s)", disabled=output is not None)
+        self.method_a = W.Dropdown(options=a_options, value=method_a, description="method A",
+                                   disabled=output is not None)
+        self.method_b = W.Dropdown(options=labels, value=method_b, description="method B")
+        self.colour_by = W.ToggleButtons(options=["cluster", "class"] if classes else ["cluster"], value="cluster",
+                                         description="colour by")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", bar_style="info",
                                       layout=W.Layout(width="240px"))
         self.status = W.HTML(value="<i>ready</i>")
@@ -124,8 +145,9 @@ class Explorer:
         side = W.VBox([W.HTML("<b>selected image</b>"), self.thumb, self.thumb_caption],
                       layout=W.Layout(width="150px"))
         self._maps = W.HBox([self.scatter["A"], self.scatter["B"], side])
+        columns = "classes" if classes else "method B's clusters (no labels)"
         self._matrix_box = W.VBox([W.HTML("<b>Confusion matrix</b> (rows: clusters in Hungarian-matched order; "
-                                          "columns: classes; click a row to open the cluster)"), self.matrix_of,
+                                          f"columns: {columns}; click a row to open the cluster)"), self.matrix_of,
                                    self.matrix])
         gallery_box = W.VBox([W.HTML("<b>Gallery</b> (worst-fitting first: farthest from the cluster mean)"),
                               self.cluster, self.gallery_caption, self.gallery])
@@ -133,6 +155,16 @@ class Explorer:
         self.widget.add_class("mvcpaper-explorer")
         if compute:
             self.refresh()
+
+    @classmethod
+    def for_output(cls, out_dir, method_b: str = "kmeans", methods=DEFAULT_METHODS, cache_dir=None,
+                   device: str = "auto", **kwargs) -> Explorer:
+        """The explorer on what ``mvcpaper cluster`` wrote to ``out_dir``: A is that run's
+        partition, B any of ``methods`` on the same views at the same k (through the run's
+        fit cache); images, views and map are read back (:func:`mvcpaper.folder.load_output`)."""
+        output, fit = load_output(out_dir, cache_dir=cache_dir, device=device)
+        return cls(None, methods=methods, method_b=method_b, seed=output.summary.get("seed", 0), output=output,
+                   fit=fit, **kwargs)
 
     # ------------------------------------------------------------------ display
     def _ipython_display_(self):
@@ -150,11 +182,12 @@ class Explorer:
                                            title=dict(text=title, font=dict(size=12))))
 
     def _matrix_figure(self, cm: pd.DataFrame | None = None):
+        kind = self.state.reference_kind
         hm = go.Heatmap(z=[[0]] if cm is None else cm.values, colorscale="Blues", showscale=True,
                         x=None if cm is None else list(cm.columns), y=None if cm is None else list(cm.index),
-                        hovertemplate="%{y}<br>class %{x}: %{z} images<extra></extra>")
+                        hovertemplate=f"%{{y}}<br>{kind} %{{x}}: %{{z}} images<extra></extra>")
         fig = go.FigureWidget(data=[hm], layout=dict(width=520, height=460, margin=dict(l=10, r=10, t=10, b=10),
-                                                      xaxis=dict(title="class", showticklabels=False),
+                                                      xaxis=dict(title=kind, showticklabels=False),
                                                       yaxis=dict(title="cluster (matched order)",
                                                                  showticklabels=False, autorange="reversed")))
         fig.data[0].on_click(self._on_matrix_click)
@@ -194,23 +227,38 @@ class Explorer:
         n = len(views) + 2 + len(methods)
         t0 = time.perf_counter()
         try:
-            self._step(0, n, f"loading {self.dataset.value} …")
-            ds = self._load(self.dataset.value)
-            self.state = compute_state(self.cfg, ds, views, methods, self.seed, report=self._step,
-                                       capture=self._captured)
+            if self.output is None:
+                self._step(0, n, f"loading {self.dataset.value} …")
+                ds = self._load(self.dataset.value)
+                self.state = compute_state(self.cfg, ds, views, methods, self.seed, report=self._step,
+                                           capture=self._captured)
+            else:
+                ds = self.output.dataset
+                self.state = self._output_state(methods["B"], n)
             self._step(n - 1, n, "drawing …")
             self._draw_scores()
             self._draw_scatters()
             self._draw_matrix()
             self.select(0)
             self.progress.value, self.progress.bar_style = n, "success"
-            self.status.value = (f"{html.escape(ds.name)}: {len(ds)} images, {ds.n_classes} classes, views "
+            classes = f"{ds.n_classes} classes" if ds.labelled else "no labels"
+            self.status.value = (f"{html.escape(ds.name)}: {len(ds)} images, {classes}, views "
                                  f"{html.escape('+'.join(views))} — done in {time.perf_counter() - t0:.1f} s")
         except Exception as err:  # shown in the page; the notebook keeps working
             self._fail(err)
             raise
         finally:
             self._busy = False
+
+    def _output_state(self, method_b: str, n_steps: int) -> ExplorerState:
+        out = self.output
+        self._step(n_steps - 2, n_steps, f"method B: {method_b} on {'+'.join(out.views)} (cached after the first "
+                                         "fit) …")
+        with self._captured():
+            labels_b, _ = fit_method(method_b, out.views, int(out.summary["k"]), self._fit, seed=self.seed,
+                                     device=self.output.summary.get("device", "auto"))
+        X = np.concatenate(list(out.views.values()), axis=1)
+        return partition_state(out.dataset, tuple(out.views), X, out.xy, {"A": out.labels, "B": labels_b})
 
     def _on_choice(self, change):
         if not self._busy:
@@ -223,8 +271,20 @@ class Explorer:
     def _method_name(self, slot: str) -> str:
         return (self.method_a if slot == "A" else self.method_b).label
 
+    def _title(self, slot: str) -> str:
+        st = self.state
+        if st.scores is None:
+            return f"{slot}: {self._method_name(slot)} — {len(np.unique(st.labels[slot]))} clusters"
+        sc = st.scores[slot]
+        return f"{slot}: {self._method_name(slot)} — NMI {sc['nmi']:.3f} · ACC {sc['acc']:.3f} · ARI {sc['ari']:.3f}"
+
     def _draw_scores(self):
         s = self.state.scores
+        if s is None:
+            agree = nmi(self.state.labels["A"], self.state.labels["B"])
+            self.scores.value = (f"<span class='mvcpaper-scores'>no labels: the agreement of A and B is NMI "
+                                 f"<b>{agree:.3f}</b></span>")
+            return
         rows = "".join(f"<tr><td>{slot}</td><td>{html.escape(self._method_name(slot))}</td>"
                        f"<td>{s[slot]['nmi']:.3f}</td><td>{s[slot]['acc']:.3f}</td><td>{s[slot]['ari']:.3f}</td></tr>"
                        for slot in ("A", "B"))
@@ -235,24 +295,22 @@ class Explorer:
     def colours(self, slot: str) -> list[str]:
         """The colour of every point in panel ``slot`` (:func:`~mvcpaper.explore.point_colours`)."""
         st = self.state
-        return point_colours(st.dataset.labels, st.labels[slot], st.match[slot], self.colour_by.value)
+        return point_colours(st.reference, st.labels[slot], st.match[slot], self.colour_by.value)
 
     def _draw_scatters(self):
         st = self.state
         if st.xy is None:
             return
-        ds, n = st.dataset, len(st.dataset)
+        n = len(st.dataset)
         webgl = self.webgl if self.webgl is not None else n > 1500
         cls = go.Scattergl if webgl else go.Scatter
-        names = np.asarray(ds.class_names, dtype=object)[ds.labels]
+        names = np.asarray(st.reference_names, dtype=object)[st.reference]
         for slot in ("A", "B"):
             lab = st.labels[slot]
-            text = [f"#{i} · class {c} · cluster {k}" for i, (c, k) in enumerate(zip(names, lab))]
+            text = [f"#{i} · {st.reference_kind} {c} · cluster {k}" for i, (c, k) in enumerate(zip(names, lab))]
             trace = cls(x=st.xy[:, 0], y=st.xy[:, 1], mode="markers", text=text, hoverinfo="text",
                         marker=dict(size=5 if n > 1500 else 7, color=self.colours(slot), line=dict(width=0)))
-            sc = st.scores[slot]
-            fig = self._scatter_figure([trace], f"{slot}: {self._method_name(slot)} — NMI {sc['nmi']:.3f} · "
-                                                f"ACC {sc['acc']:.3f} · ARI {sc['ari']:.3f}")
+            fig = self._scatter_figure([trace], self._title(slot))
             fig.data[0].on_hover(self._on_point)
             fig.data[0].on_click(self._on_point_click)
             self.scatter[slot] = fig
@@ -263,7 +321,7 @@ class Explorer:
         if st.labels is None:
             return
         slot = self.matrix_of.value
-        cm = matched_confusion(st.dataset.labels, st.labels[slot], st.dataset.class_names)
+        cm = matched_confusion(st.reference, st.labels[slot], st.reference_names)
         self.confusion_ = cm
         self.matrix = self._matrix_figure(cm)
         self._matrix_box.children = (*self._matrix_box.children[:-1], self.matrix)
@@ -282,8 +340,9 @@ class Explorer:
         ds = st.dataset
         self.thumb.value = thumbnail_png(ds, i)
         a, b = st.labels["A"][i], st.labels["B"][i]
-        self.thumb_caption.value = (f"#{i}<br>class <b>{html.escape(str(ds.class_names[ds.labels[i]]))}</b><br>"
-                                    f"cluster A: {a}<br>cluster B: {b}")
+        what = (f"class <b>{html.escape(str(ds.class_names[ds.labels[i]]))}</b>" if ds.labelled
+                else html.escape(Path(ds.paths[i]).name))
+        self.thumb_caption.value = f"#{i}<br>{what}<br>cluster A: {a}<br>cluster B: {b}"
         st.selected = i
 
     def show_cluster(self, cluster: int):
@@ -298,18 +357,18 @@ class Explorer:
         ds = st.dataset
         matched = st.match[slot].get(int(cluster), -1)
         items = []
+        ref, names, kind = st.reference, st.reference_names, st.reference_kind
         for i in order[: self.gallery_size]:
-            ok = ds.labels[i] == matched
-            colour = "#2a7" if ok else "#c33"
+            colour = "#2a7" if ref[i] == matched else "#c33"
             items.append(W.VBox([W.Image(value=thumbnail_png(ds, i, 88), format="png", width=88, height=88),
                                  W.HTML(f"<span style='font-size:10px;color:{colour}'>#{i} "
-                                        f"{html.escape(str(ds.class_names[ds.labels[i]]))}</span>")]))
+                                        f"{html.escape(str(names[ref[i]]))}</span>")]))
         self.gallery.children = items
-        wrong = int(np.sum(ds.labels[order] != matched))
+        wrong = int(np.sum(ref[order] != matched))
         shown = f"; first {self.gallery_size} shown" if len(order) > self.gallery_size else ""
         self.gallery_caption.value = (f"cluster {cluster} of {slot} ({html.escape(self._method_name(slot))}): "
-                                      f"{len(order)} images, {wrong} not of its matched class "
-                                      f"({html.escape(str(ds.class_names[matched])) if matched >= 0 else 'none'})"
+                                      f"{len(order)} images, {wrong} not of its matched {kind} "
+                                      f"({html.escape(str(names[matched])) if matched >= 0 else 'none'})"
                                       f"{shown}")
 
     def _on_cluster(self, change):

@@ -13,7 +13,7 @@ from the feature cache), rows of the whole set's features, so subsets extract no
 
 ``k``: per set and estimator, k-hat, |k-hat - k| / k, seconds, and Ward's NMI on the
 concatenated views at k-hat and at the true k. ``method``: per set, at the true k, every
-candidate of ``select_partition`` with its NMI and centrality, the kept one, the best
+candidate of ``select_partition`` with its NMI and neighbour consistency, the kept one, the best
 candidate and the best single view under KMeans and Ward. Fits go through the fit cache
 (``$MVCPAPER_CACHE``) with notebook 04's keys where the set is whole, so JULE on CC of a
 reproduced run is not fitted again.
@@ -96,7 +96,7 @@ def method_part(sets):
         scores = []
         for c, labels in zip(choice.candidates, choice.partitions):
             scores.append(nmi(y, labels))
-            print(f"  {c['method']:14s} {c['input'][:40]:40s} NMI {scores[-1]:.3f}  centrality {c['centrality']:.3f}"
+            print(f"  {c['method']:14s} {c['input'][:40]:40s} NMI {scores[-1]:.3f}  consistency {c['consistency']:.3f}"
                   f"  {c['seconds']:.0f} s", flush=True)
         single = max(s for s, c in zip(scores, choice.candidates)
                      if c["method"] in ("kmeans", "agglomerative") and c["input"] in views)

@@ -108,16 +108,23 @@ clusterer = None        # kmeans | pic'''),
                "worst-fitting first. Features, t-SNE maps and fits come from the caches the other notebooks fill, "
                "so after `mvcpaper reproduce` most choices open at once; anything new is computed with a progress "
                "bar. Needs a live kernel (JupyterLab, Notebook or Voilà): the static HTML of a saved notebook "
-               "cannot call back."),
+               "cannot call back. With `cluster_output` set to a folder written by `mvcpaper cluster`, it opens on "
+               "that run instead: method A is its partition, B any method on the same views (without labels, "
+               "the colours and the matrix compare A's clusters with B's)."),
         ("params", PARAMS + '''
 # Explorer
 explore_dataset = None  # None: the run's first data set
 method_a = "kmeans"     # any registered method, e.g. agglomerative, jule, idec, mvec_tao, dmvc_jule
 method_b = "agglomerative"
-webgl = None            # None: WebGL scatter above 1500 points, SVG below'''),
+webgl = None            # None: WebGL scatter above 1500 points, SVG below
+cluster_output = None   # a folder written by `mvcpaper cluster`: explore that run instead of the preset'''),
         ("code", RESOLVE + "\nfrom mvcpaper.widgets import Explorer"),
-        ("code", "explorer = Explorer(cfg, dataset=explore_dataset, method_a=method_a, method_b=method_b,\n"
-                 "                    seed=cfg.seeds[0], webgl=webgl)\nexplorer"),
+        ("code", "if cluster_output:\n"
+                 "    explorer = Explorer.for_output(cluster_output, method_b=method_b, cache_dir=cache_dir,\n"
+                 "                                   device=device, webgl=webgl)\n"
+                 "else:\n"
+                 "    explorer = Explorer(cfg, dataset=explore_dataset, method_a=method_a, method_b=method_b,\n"
+                 "                        seed=cfg.seeds[0], webgl=webgl)\nexplorer"),
     ],
     "08_your_images": [
         ("md", "# 08 · Your images\nCluster every image under a folder of your own, no labels needed: the views "

@@ -12,7 +12,8 @@ from conftest import write_png
 from PIL import Image
 
 from mvcpaper.cli import main
-from mvcpaper.cluster.model_selection import CANDIDATES, estimate_k, select_partition
+from mvcpaper.cluster.jule import nearest_neighbours
+from mvcpaper.cluster.model_selection import CANDIDATES, estimate_k, neighbour_consistency, select_partition
 from mvcpaper.data import CorruptImageError, DatasetError, read_image_tree
 from mvcpaper.errors import UnknownNameError
 from mvcpaper.features import WeightsNotFoundError, extract_features, get_backbone, image_transform
@@ -127,7 +128,7 @@ def _three_views(n_clusters=6, per=30, seed=0):
     return views, y
 
 
-@pytest.mark.parametrize("estimator", ["eigengap", "silhouette", "agreement", "dendrogram"])
+@pytest.mark.parametrize("estimator", ["silhouette", "eigengap", "agreement"])
 def test_estimate_k_finds_well_separated_clusters(estimator):
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(7), 25)
@@ -148,6 +149,22 @@ def test_select_partition_keeps_a_partition_that_beats_every_single_view():
                                    for v in views)]
     assert nmi(y, choice.labels) > max(singles) + 0.05
     assert {c["input"] for c in choice.candidates} == {"v0", "v1", "v2", "CC"}
+
+
+def test_neighbour_consistency_rewards_partitions_that_hold_neighbourhoods():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    X = np.eye(3)[y] * 10 + rng.normal(size=(90, 3))
+    neighbours = nearest_neighbours(X, 5)[1]
+    assert neighbour_consistency(neighbours, y) == pytest.approx(1.0)
+    wrong = y.copy()
+    wrong[(y == 0) & (X[:, 1] > 0)] = 2  # half of blob 0 cut off ...
+    wrong[y == 2] = 1  # ... blobs 1 and 2 joined: three clusters still, neighbourhoods cut
+    assert neighbour_consistency(neighbours, wrong) < 0.95
+    assert abs(neighbour_consistency(neighbours, rng.permutation(y))) < 0.1  # chance
+    giant = np.zeros(90, dtype=int)
+    giant[:2] = [1, 2]  # one cluster holds nearly everything: high raw agreement, no credit
+    assert neighbour_consistency(neighbours, giant) < 0.1
 
 
 def test_membership_scores():
@@ -215,8 +232,46 @@ def test_cluster_cli_defaults_choose_k_and_method_without_labels(capsys, tmp_pat
     assert main(["cluster", str(root), "--out", str(out), "--backbones", "pixels", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["labels"] == "unlabelled" and summary["k"] == 3
-    assert summary["k_choice"]["estimator"] == "eigengap"
+    assert summary["k_choice"]["estimator"] == "silhouette"
     chosen = summary["method_choice"]
     assert [(c["method"], c["input"]) for c in chosen["candidates"]] == [  # one view: it is CC, no MVnet
         ("kmeans", "pixels"), ("agglomerative", "pixels"), ("jule", "pixels")]
     assert "30 images (0 unreadable, skipped) -> 3 clusters" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- the explorer on an output
+
+def test_explorer_opens_on_a_cluster_output(tmp_path):
+    from mvcpaper.errors import MvcpaperError
+    from mvcpaper.explore import matched_confusion
+    from mvcpaper.widgets import Explorer
+
+    root = _colour_folder(tmp_path / "set", per_class=6, subfolders=False)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    res = cluster_folder(root, out, k=3, backbones=["pixels"], method="kmeans", cache_dir=cache, progress=False)
+    ex = Explorer.for_output(out, method_b="agglomerative", webgl=False, gallery_size=4)
+    st = ex.state
+    assert np.array_equal(st.labels["A"], res.labels) and np.allclose(st.xy, res.xy)
+    assert st.scores is None and "no labels" in ex.scores.value and ex.colour_by.options == ("cluster",)
+    assert ex.method_a.disabled and "mvcpaper cluster: kmeans" in ex.scatter["A"].layout.title.text
+    cm = matched_confusion(st.labels["B"], st.labels["A"], st.reference_names)
+    assert np.array_equal(np.asarray(ex.matrix.data[0].z), cm.values)  # A's clusters against B's
+    assert "matched B cluster" in ex.gallery_caption.value and len(ex.gallery.children) == 4
+    ex.method_b.value = "kmeans"  # the run's own fit, from its fit cache: full agreement
+    assert np.array_equal(ex.state.labels["B"], res.labels) and "<b>1.000</b>" in ex.scores.value
+    (root / "img0_0.png").unlink()
+    with pytest.raises(MvcpaperError, match="not those clustered"):
+        Explorer.for_output(out)
+    with pytest.raises(MvcpaperError, match="no summary.json"):
+        Explorer.for_output(root)
+
+
+def test_explorer_on_a_labelled_output_scores_both_partitions(tmp_path):
+    from mvcpaper.widgets import Explorer
+
+    root = _colour_folder(tmp_path / "set", per_class=6)
+    out = tmp_path / "out"
+    cluster_folder(root, out, k=3, backbones=["pixels"], method="kmeans", cache_dir=tmp_path / "c", progress=False)
+    ex = Explorer.for_output(out, method_b="agglomerative", webgl=False)
+    assert ex.state.scores["A"]["nmi"] == 1.0 and ex.colour_by.options == ("cluster", "class")
+    assert "NMI 1.000" in ex.scatter["A"].layout.title.text
