@@ -7,21 +7,44 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from openTSNE import TSNE as OpenTSNE
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from ._utils import atomic_path
 from .cache import entry_path, load_array, save_array, stable_hash
+from .errors import UnknownNameError
 
-__all__ = ["tsne", "plot_embeddings", "plot_periods", "sample_grid", "save_figure", "class_palette"]
+__all__ = ["tsne", "TSNE_ENGINES", "plot_embeddings", "plot_periods", "sample_grid", "save_figure", "class_palette"]
+
+
+def _opentsne(Z: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
+    # openTSNE's own choices by size: Barnes-Hut gradients below 10,000 points and
+    # FFT-interpolated ones (Linderman et al. 2019) above, exact or approximate neighbours;
+    # all cores
+    return np.asarray(OpenTSNE(2, perplexity=perplexity, initialization="pca", random_state=seed,
+                               n_jobs=-1, verbose=False).fit(Z), dtype=np.float32)
+
+
+def _sklearn_tsne(Z: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(Z).astype(np.float32)
+
+
+#: name -> embed(Z, perplexity, seed): openTSNE (the default) and scikit-learn's Barnes-Hut
+#: t-SNE for comparison (``benchmarks/bench_tsne.py``)
+TSNE_ENGINES = {"opentsne": _opentsne, "sklearn": _sklearn_tsne}
 
 
 def tsne(X: np.ndarray, seed: int = 0, perplexity: float = 30.0, pca_dims: int = 50, cache_dir=None,
-         use_cache: bool = True) -> np.ndarray:
-    """2-D t-SNE of ``X`` (PCA to ``pca_dims`` first), cached on disk by content and settings."""
+         use_cache: bool = True, engine: str = "opentsne") -> np.ndarray:
+    """2-D t-SNE of ``X`` (PCA to ``pca_dims`` first) by ``engine`` (``TSNE_ENGINES``),
+    cached on disk by content, settings and engine."""
+    if engine not in TSNE_ENGINES:
+        raise UnknownNameError("t-SNE engine", engine, TSNE_ENGINES)
     X = np.asarray(X, dtype=np.float32)
     digest = hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest()
-    key = stable_hash({"x": digest, "shape": X.shape, "seed": seed, "perplexity": perplexity, "pca": pca_dims})
+    key = stable_hash({"x": digest, "shape": X.shape, "seed": seed, "perplexity": perplexity, "pca": pca_dims,
+                       "engine": engine})
     path = entry_path("tsne", f"{key}.npy", cache_dir=cache_dir)
     if use_cache:
         Y = load_array(path, rows=len(X))
@@ -31,7 +54,7 @@ def tsne(X: np.ndarray, seed: int = 0, perplexity: float = 30.0, pca_dims: int =
     if pca_dims and X.shape[1] > pca_dims and X.shape[0] > pca_dims:
         Z = PCA(pca_dims, random_state=seed).fit_transform(X)
     perp = min(perplexity, max(2.0, (X.shape[0] - 1) / 3))
-    Y = TSNE(2, perplexity=perp, init="pca", random_state=seed).fit_transform(Z).astype(np.float32)
+    Y = TSNE_ENGINES[engine](np.ascontiguousarray(Z, dtype=np.float32), perp, seed)
     if use_cache:
         save_array(path, Y)
     return Y

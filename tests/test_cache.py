@@ -182,3 +182,21 @@ def test_code_stamp_follows_the_source_a_method_depends_on(tmp_path, monkeypatch
     monkeypatch.setattr(jule, "__file__", str(edited))
     assert code_stamp(JULE) != before[JULE] and code_stamp(DMVCJULE) != before[DMVCJULE]
     assert code_stamp(KMeans) == before[KMeans]
+
+
+def test_tsne_engines_keep_neighbourhoods_and_cache_apart(tmp_path):
+    from sklearn.manifold import trustworthiness
+
+    from mvcpaper.errors import UnknownNameError
+    from mvcpaper.plots import tsne
+
+    rng = np.random.default_rng(0)
+    X = (np.repeat(np.eye(4, 30) * 8, 40, axis=0) + rng.normal(size=(160, 30))).astype(np.float32)
+    maps = {e: tsne(X, engine=e, cache_dir=tmp_path) for e in ("opentsne", "sklearn")}
+    for Y in maps.values():
+        assert Y.shape == (160, 2) and trustworthiness(X, Y, n_neighbors=10) > 0.9
+    assert not np.allclose(maps["opentsne"], maps["sklearn"])  # the engine is part of the key
+    assert len(list((tmp_path / "tsne").glob("*.npy"))) == 2
+    assert np.array_equal(tsne(X, engine="opentsne", cache_dir=tmp_path), maps["opentsne"])
+    with pytest.raises(UnknownNameError, match="t-SNE engine"):
+        tsne(X, engine="umap")
