@@ -4,6 +4,7 @@ from sklearn.cluster import KMeans as SKKMeans
 from sklearn.datasets import make_blobs
 
 from mvcpaper.cluster import METHODS, TorchKMeans, make_method
+from mvcpaper.cluster.faiss_kmeans import kmeans_plusplus_batch
 from mvcpaper.cluster.kmeans import lloyd
 from mvcpaper.metrics import nmi
 
@@ -29,6 +30,28 @@ def test_torch_kmeans_is_deterministic(blobs):
     a = TorchKMeans(12, n_init=2, random_state=3).fit_predict(X)
     b = TorchKMeans(12, n_init=2, random_state=3).fit_predict(X)
     np.testing.assert_array_equal(a, b)
+
+
+def test_faiss_kmeans_as_good_as_sklearn_and_deterministic(blobs):
+    X, y = blobs
+    fa = make_method("kmeans", 12, seed=0, engine="faiss").fit(X)
+    sk = make_method("kmeans", 12, seed=0, engine="sklearn").fit(X)
+    assert nmi(y, fa.labels_) >= nmi(y, sk.labels_) - 0.02
+    assert fa.inertia_ <= sk.inertia_ * 1.02
+    again = make_method("kmeans", 12, seed=0, engine="faiss").fit(X)
+    assert np.array_equal(fa.labels_, again.labels_)
+    with pytest.raises(ValueError, match="'faiss' or 'sklearn'"):
+        make_method("kmeans", 5, engine="cuml").fit(X)
+
+
+def test_batched_kmeans_plusplus_spreads_each_seeding_over_the_blobs():
+    X, y = make_blobs(300, n_features=8, centers=5, cluster_std=0.5, random_state=1)
+    seeds = kmeans_plusplus_batch(X.astype(np.float32), 5, 4, np.random.default_rng(0))
+    assert seeds.shape == (4, 5, X.shape[1])
+    for centres in seeds:  # k-means++ on well separated blobs: one centre in each
+        nearest = ((X[:, None] - centres[None]) ** 2).sum(-1).argmin(0)
+        assert len(set(y[nearest])) == 5
+    assert not np.allclose(seeds[0], seeds[1])
 
 
 def test_empty_clusters_are_reseeded():

@@ -1,39 +1,54 @@
-"""The paper's classic baselines, scikit-learn underneath: KMeans (KM) and Ward agglomerative (AC)."""
+"""The paper's classic baselines: KMeans (KM; faiss or scikit-learn) and Ward agglomerative (AC; scikit-learn)."""
 from __future__ import annotations
 
 from sklearn.cluster import AgglomerativeClustering as _AC
 from sklearn.cluster import KMeans as _KM
 
 from ._base import ClusterBase, center_distances
+from .faiss_kmeans import faiss_kmeans
 
 __all__ = ["KMeans", "Agglomerative"]
 
 
 class KMeans(ClusterBase):
-    """scikit-learn's KMeans (k-means++, ``n_init`` restarts) behind the project's interface.
+    """k-means (k-means++, ``n_init`` restarts, the lowest inertia kept) behind the project's interface.
 
-    Several views are concatenated. It runs on the CPU (``device`` is accepted for a uniform
-    interface; ``torch_kmeans`` is the CUDA variant) and shows no progress bar.
-    Attributes: ``labels_``, ``cluster_centers_``, ``inertia_``, ``embedding_`` (distances
-    of the training rows to every centre, as :meth:`transform`).
+    ``engine="faiss"`` (the default): every restart seeded in one pass per centre and refined
+    by faiss (:mod:`mvcpaper.cluster.faiss_kmeans`), 4.8x scikit-learn on COIL-100 at k=100
+    (``benchmarks/bench_kmeans.py``); ``"sklearn"``: scikit-learn's KMeans, for comparison.
+    Both stop by scikit-learn's rule (``tol`` relative to the mean feature variance) or at
+    ``max_iter``. Several views are concatenated. It runs on the CPU (``device`` is
+    accepted for a uniform interface; ``torch_kmeans`` is the CUDA variant) and shows no
+    progress bar. Attributes: ``labels_``, ``cluster_centers_``, ``inertia_``,
+    ``embedding_`` (distances of the training rows to every centre, as :meth:`transform`).
     """
 
-    def __init__(self, n_clusters: int = 8, n_init: int = 10, max_iter: int = 300, device: str = "auto",
-                 random_state: int = 0, progress: bool = True):
+    def __init__(self, n_clusters: int = 8, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4,
+                 engine: str = "faiss", device: str = "auto", random_state: int = 0, progress: bool = True):
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.max_iter = max_iter
+        self.tol = tol
+        self.engine = engine
         self.device = device
         self.random_state = random_state
         self.progress = progress
 
     def fit(self, X, y=None):
         X = self._single(X)
-        km = _KM(self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, random_state=self.random_state)
-        km.fit(X)
-        self.cluster_centers_, self.inertia_ = km.cluster_centers_, km.inertia_
+        if self.engine == "faiss":
+            centres, labels, self.inertia_, _ = faiss_kmeans(X, self.n_clusters, n_init=self.n_init,
+                                                             max_iter=self.max_iter, tol=self.tol,
+                                                             seed=self.random_state)
+            self.cluster_centers_ = centres.astype(X.dtype)
+        elif self.engine == "sklearn":
+            km = _KM(self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                     random_state=self.random_state).fit(X)
+            self.cluster_centers_, self.inertia_, labels = km.cluster_centers_, km.inertia_, km.labels_
+        else:
+            raise ValueError(f"k-means engine must be 'faiss' or 'sklearn', not {self.engine!r}")
         self.embedding_ = center_distances(X, self.cluster_centers_)
-        self._set_labels(km.labels_)
+        self._set_labels(labels)
         return self
 
     def transform(self, X):
