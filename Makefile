@@ -30,6 +30,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_extraction.py
 	$(BIN)/python benchmarks/bench_kmeans.py
 	$(BIN)/python benchmarks/bench_tsne.py
+	$(BIN)/python benchmarks/bench_knn.py
 	$(BIN)/python benchmarks/bench_deep.py
 	$(BIN)/python benchmarks/bench_deepcluster.py
 

@@ -60,9 +60,8 @@ __all__ = ["JULE", "nearest_neighbours", "knn_affinity", "initial_clusters", "Af
 # --------------------------------------------------------------------------- graph
 def nearest_neighbours(Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``k`` nearest neighbours of every row among the other rows: squared Euclidean
-    distances and indices, (n, k) each, nearest first. faiss's exact index (1.3x the former
-    chunked torch search on COIL-100's 3840-d views, 2.4x on a 160-d embedding, the same
-    neighbours); a row is never its own neighbour, even among duplicates."""
+    distances and indices, (n, k) each, nearest first, by faiss's exact index
+    (``benchmarks/bench_knn.py``); a row is never its own neighbour, even among duplicates."""
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     n = Z.shape[0]
     index = faiss.IndexFlatL2(Z.shape[1])
