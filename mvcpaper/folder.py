@@ -101,8 +101,7 @@ def cluster_folder(image_dir, out_dir, k="auto", backbones=None, method: str = "
     unused = set(weights) - set(backbones)
     if unused:
         raise MvcpaperError(f"--weights names {sorted(unused)}, which are not among the views {backbones}")
-    # an unknown name or a missing weights file fails here, before any work
-    weights_ids = {b: resolve_weights(get_backbone(b), weights.get(b, "imagenet")).weights_id for b in backbones}
+    weights_ids = _weights_ids(backbones, weights)  # an unknown name or a missing file fails here, before any work
     if method != "auto" and method not in METHODS:
         raise MvcpaperError(f"unknown method {method!r}; use 'auto' or one of {', '.join(METHODS)}")
     seconds = {}
@@ -113,8 +112,7 @@ def cluster_folder(image_dir, out_dir, k="auto", backbones=None, method: str = "
     views = {}
     for b in backbones:
         t0 = time.perf_counter()
-        views[b] = l2_normalize(extract_features(ds, b, weights=weights.get(b, "imagenet"), device=device,
-                                                 cache_dir=cache_dir, progress=progress))
+        views[b] = _view(ds, b, weights, device, cache_dir, progress)
         seconds[f"features {b}"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if k == "auto":
@@ -148,6 +146,17 @@ def cluster_folder(image_dir, out_dir, k="auto", backbones=None, method: str = "
     result.summary["seconds"] = {s: round(v, 2) for s, v in seconds.items()}
     _write_summary(out / "summary.json", result.summary)
     return result
+
+
+def _weights_ids(backbones, weights: dict) -> dict:
+    """The weights id of every view (``weights``: ``{view: file}``, the others ImageNet's)."""
+    return {b: resolve_weights(get_backbone(b), weights.get(b, "imagenet")).weights_id for b in backbones}
+
+
+def _view(ds, backbone: str, weights: dict, device: str, cache_dir, progress: bool) -> np.ndarray:
+    """One view of ``ds``: the backbone's features (cached by content), L2-normalised."""
+    return l2_normalize(extract_features(ds, backbone, weights=weights.get(backbone, "imagenet"), device=device,
+                                         cache_dir=cache_dir, progress=progress))
 
 
 def _cached_fitter(ds, weights_ids: dict, cache_dir) -> Callable:
@@ -189,13 +198,9 @@ def load_output(out_dir, cache_dir=None, device: str = "auto", progress: bool = 
     if relative_paths(ds) != table["path"].tolist():
         raise MvcpaperError(f"the images under {summary['image_dir']} are not those clustered in {out} "
                             "(files added, removed or renamed since); run mvcpaper cluster again")
-    weights = summary.get("weights", {})
-    views, weights_ids = {}, {}
-    for b in (v["name"] for v in summary["views"]):
-        w = weights.get(b, "imagenet")
-        weights_ids[b] = resolve_weights(get_backbone(b), w).weights_id
-        views[b] = l2_normalize(extract_features(ds, b, weights=w, device=device, cache_dir=cache_dir,
-                                                 progress=progress))
+    backbones, weights = [v["name"] for v in summary["views"]], summary.get("weights", {})
+    weights_ids = _weights_ids(backbones, weights)
+    views = {b: _view(ds, b, weights, device, cache_dir, progress) for b in backbones}
     X = np.concatenate(list(views.values()), axis=1)
     result = FolderClustering(ds, views, table["cluster"].to_numpy(), table["confidence"].to_numpy(),
                               table["typicality"].to_numpy(), tsne(X, seed=summary.get("seed", 0), cache_dir=cache_dir),
