@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[notebooks,test,browser]'
+	$(BIN)/python -m pip install --quiet -e '.[notebooks,test,browser,distributed]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name mvcpaper --display-name "Python (mvcpaper)"
 	touch $@
 

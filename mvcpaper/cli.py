@@ -1,4 +1,4 @@
-"""Command line: ``mvcpaper reproduce | cluster | download | info``.
+"""Command line: ``mvcpaper reproduce | cluster | deepcluster | download | info``.
 
 A problem the user can fix (a missing data set or weights file, a bad name, a failed
 download, a notebook stopped by one of those) is one line on stderr and exit code 2;
@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ._utils import resolve_device
 from .cache import cache_root
-from .data import DATASETS, data_root, download_dataset, find_dataset_folder
+from .cluster.deepcluster import distributed, init_from_env
+from .data import DATASETS, data_root, download_dataset, find_dataset_folder, load_dataset, read_image_tree
+from .deepcluster_study import train_deepcluster
 from .errors import MvcpaperError
 from .features import BACKBONES, WeightsNotFoundError, build_model, resolve_weights
 from .folder import DEFAULT_BACKBONES, cluster_folder
-from .presets import PRESET_NAMES
+from .presets import PRESET_NAMES, DeepClusterSettings
 from .reproduce import reproduce
 
 __all__ = ["main", "build_parser"]
@@ -47,6 +50,20 @@ def _cmd_cluster(a) -> int:
     print(f"{s['n_images']} images ({s['n_unreadable']} unreadable, skipped) -> {s['k']} clusters "
           f"(k: {s['k_choice']['estimator']}; method: {s['method']} on {s['method_choice'].get('input', 'the views')}) "
           f"in {s['seconds']['total']:.0f} s; report: {a.out}/report.html")
+    return 0
+
+
+def _cmd_deepcluster(a) -> int:
+    device = init_from_env(a.device)  # under torchrun: join the process group, one device per process
+    ds = (read_image_tree(Path(a.data), progress=not a.quiet) if Path(a.data).is_dir()
+          else load_dataset(a.data, root=a.data_root))
+    settings = DeepClusterSettings(arch=a.arch, input_size=a.input_size, k=a.k, epochs=a.epochs, fc_dim=a.fc_dim,
+                                   batch_size=a.batch_size, lr=a.lr, reassign=a.reassign)
+    dc = train_deepcluster(ds, a.out, settings, device=device, seed=a.seed, progress=not a.quiet)
+    if dc.history_ and distributed.world()[0] == 0:
+        last = dc.history_[-1]
+        print(f"DeepCluster on {ds.name} ({len(ds)} images): {len(dc.history_)} epochs, last loss {last['loss']:.3f}, "
+              f"NMI with the labels {last['nmi_true']:.3f}; {a.out}/history.csv, {a.out}/assignments.csv")
     return 0
 
 
@@ -119,6 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=_cmd_cluster)
+
+    dc = sub.add_parser("deepcluster", help="train DeepCluster on a data set or an image folder; under torchrun "
+                                            "it runs data parallel (README: More than one machine)")
+    dc.add_argument("data", help="a data set name (coil100, umist, synthetic, ...) or a folder of images")
+    dc.add_argument("--out", required=True, help="where history.csv, assignments.csv and checkpoint/ go")
+    dc.add_argument("--data-root", default=None)
+    dc.add_argument("--k", type=int, default=None, help="pseudo-classes (default: 10x the classes, or 100)")
+    defaults = DeepClusterSettings()
+    for opt in ("arch", "input_size", "epochs", "fc_dim", "batch_size", "lr", "reassign"):
+        value = getattr(defaults, opt)
+        dc.add_argument("--" + opt.replace("_", "-"), type=type(value), default=value,
+                        help="global batch size, split across processes" if opt == "batch_size" else None)
+    dc.add_argument("--device", default="auto")
+    dc.add_argument("--seed", type=int, default=0)
+    dc.add_argument("--quiet", action="store_true", help="no progress bars")
+    dc.set_defaults(func=_cmd_deepcluster)
 
     d = sub.add_parser("download", help="fetch data sets and/or backbone weights (needs the internet)")
     d.add_argument("names", nargs="*", help="data sets: coil100 umist voc2007")

@@ -21,6 +21,7 @@ import seaborn as sns
 from .cache import entry_path, stable_hash
 from .cluster.deepcluster import (
     DeepCluster,
+    distributed,
     layer_study,
     load_image_tensor,
     nearest_neighbours,
@@ -32,7 +33,7 @@ from .plots import save_figure
 from .presets import DeepClusterSettings
 from .tables import fmt_mean_std, save_table
 
-__all__ = ["deepcluster_step", "plot_history", "plot_k_sweep", "plot_layer_study",
+__all__ = ["deepcluster_step", "train_deepcluster", "plot_history", "plot_k_sweep", "plot_layer_study",
            "plot_image_rows", "layer_table"]
 
 
@@ -59,6 +60,35 @@ def _fit(cfg, ds, images, s: DeepClusterSettings, k: int, epochs: int, seed: int
                      random_state=seed, progress=progress,
                      checkpoint_dir=_checkpoint_dir(cfg, ds, s, k, epochs, seed))
     return dc.fit(images, ds.labels)
+
+
+def train_deepcluster(dataset, out_dir, settings: DeepClusterSettings | None = None, device: str = "auto",
+                      seed: int = 0, progress: bool = True) -> DeepCluster:
+    """Train DeepCluster on ``dataset`` (labels, when it has them, are only logged) and write
+    ``out_dir/history.csv`` (per epoch) and ``out_dir/assignments.csv`` (``index, cluster``,
+    and ``label`` when known); checkpoints in ``out_dir/checkpoint`` (a rerun resumes).
+
+    Under ``torchrun`` it runs data parallel (call
+    :func:`mvcpaper.cluster.deepcluster.init_from_env` first; see :class:`DeepCluster`),
+    and only rank 0 writes. ``settings``: :class:`DeepClusterSettings` (its ``k`` of
+    ``None`` means 10x the classes when known, else 100).
+    """
+    s = settings or DeepClusterSettings()
+    out = Path(out_dir)
+    k = s.k or (10 * dataset.n_classes if dataset.labels is not None else 100)
+    dc = DeepCluster(n_clusters=k, arch=s.arch, input_size=s.input_size, sobel=s.sobel, clusterer=s.clusterer,
+                     epochs=s.epochs, fc_dim=s.fc_dim, batch_size=s.batch_size, lr=s.lr, reassign=s.reassign,
+                     crop_scale=tuple(s.crop_scale), device=device, random_state=seed, progress=progress,
+                     checkpoint_dir=out / "checkpoint")
+    dc.fit(load_image_tensor(dataset, s.input_size, progress=progress and distributed.world()[0] == 0),
+           dataset.labels)
+    if distributed.world()[0] == 0:
+        save_records([{**h, "processes": distributed.world()[1]} for h in dc.history_], out / "history.csv")
+        rows = pd.DataFrame({"index": np.arange(len(dataset)), "cluster": dc.labels_})
+        if dataset.labels is not None:
+            rows["label"] = dataset.labels
+        save_records(rows, out / "assignments.csv")
+    return dc
 
 
 def deepcluster_step(cfg, out_dir, settings: DeepClusterSettings | None = None, progress: bool = True, **overrides):

@@ -311,3 +311,79 @@ def test_cuda_extraction_matches_cpu(synthetic):
     gpu = extract_features(synthetic, "efficientnet_lite0", input_size=64, device="cuda", precision="fp32",
                            progress=False, use_cache=False)
     np.testing.assert_allclose(cpu, gpu, rtol=1e-3, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- chunks and engines beyond one process
+
+_KILLED_EXTRACTION = """
+import sys, time
+from mvcpaper.data import load_dataset
+from mvcpaper.features import extract_features
+ds = load_dataset("synthetic", n_objects=10, n_poses=20, size=32, seed=0)
+slow = ds.load_image
+ds.load_image = lambda i: (time.sleep(0.02), slow(i))[1]
+extract_features(ds, "efficientnet_lite0", input_size=32, batch_size=8, num_workers=0, chunk_rows=16,
+                 progress=False, cache_dir=sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_killed_extraction_resumes_from_its_last_complete_chunk(tmp_path):
+    """SIGKILL at 60% of the chunks; the rerun extracts only the rest and equals an uninterrupted run."""
+    import subprocess
+    import sys
+    import time
+
+    ds = load_dataset("synthetic", n_objects=10, n_poses=20, size=32, seed=0)
+    n_chunks = -(-len(ds) // 16)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_EXTRACTION, str(tmp_path)])
+    done = []
+    deadline = time.time() + 120
+    while len(done) < 0.6 * n_chunks and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        done = list((tmp_path / "features").rglob("*.chunks/*.npy.json"))
+    proc.kill()
+    proc.wait()
+    done = list((tmp_path / "features").rglob("*.chunks/*.npy.json"))
+    assert 0.6 * n_chunks <= len(done) < n_chunks, "the extraction was not caught mid-way"
+    finished = {i for p in done for a, b in [p.name.split(".")[0].removeprefix("rows_").split("-")]
+                for i in range(int(a), int(b))}
+
+    loaded, load = [], ds.load_image
+    ds.load_image = lambda i: (loaded.append(i), load(i))[1]
+    resumed = extract_features(ds, "efficientnet_lite0", input_size=32, batch_size=8, num_workers=0,
+                               chunk_rows=16, progress=False, cache_dir=tmp_path)
+    assert sorted(loaded) == sorted(set(range(len(ds))) - finished)
+    assert not list((tmp_path / "features").rglob("*.chunks"))
+    whole = extract_features(ds, "efficientnet_lite0", input_size=32, batch_size=8, num_workers=0,
+                             progress=False, use_cache=False)
+    np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_chunks_are_cached_in_any_order_and_reused(synthetic, tmp_path):
+    chunks = extract_mod._Chunks(tmp_path / "f.npy", 10, 4)
+    out = np.arange(20, dtype=np.float32).reshape(10, 2)
+    chunks.record(np.array([9, 8, 0, 1]), out, {})  # completes the last chunk (rows 8-9) only
+    chunks.record(np.array([4, 5, 6, 7]), out, {})
+    again = extract_mod._Chunks(tmp_path / "f.npy", 10, 4)
+    got = again.load()
+    np.testing.assert_array_equal(again.missing_rows(), [0, 1, 2, 3])
+    np.testing.assert_array_equal(got[4:], out[4:])
+    with pytest.raises(ValueError, match="chunk_rows"):
+        extract_mod._Chunks(tmp_path / "f.npy", 10, 0)
+
+
+@pytest.mark.slow
+def test_ray_engine_on_two_local_workers_equals_the_local_engine(synthetic, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        distributed = extract_features(synthetic, "efficientnet_lite0", input_size=64, engine="ray", batch_size=3,
+                                       chunk_rows=5, progress=False, cache_dir=tmp_path)
+        assert ray.cluster_resources()["CPU"] == 2
+    finally:
+        ray.shutdown()
+    local = extract_features(synthetic, "efficientnet_lite0", input_size=64, engine="torch", progress=False,
+                             use_cache=False)
+    np.testing.assert_allclose(distributed, local, rtol=1e-4, atol=1e-4)
+    assert not list((tmp_path / "features").rglob("*.chunks"))

@@ -4,12 +4,18 @@
 of one layer's (globally pooled) activations. The array is cached under
 ``<cache root>/features/<data set>/``, keyed by everything that changes it (data set
 fingerprint, backbone, weights, layer, input size, precision), written atomically
-and reused on the next call.
+and reused on the next call (memory-mapped).
+
+Large sets are extracted in chunks of :data:`CHUNK_ROWS` images, each cached as soon as it
+is complete: an interrupted extraction (Ctrl-C, a killed job) resumes from the chunks it
+finished. ``engine="ray"`` spreads the images over the workers of a Ray cluster
+(:func:`ray_batches`).
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -35,9 +41,12 @@ from .weights import build_model, resolve_weights
 
 __all__ = ["extract_features", "feature_cache_path", "image_transform", "FeatureExtractor",
            "list_layers", "TorchImageDataset", "default_num_workers", "onnx_extractor", "onnxruntime_available",
-           "global_pool"]
+           "global_pool", "ray_batches", "CHUNK_ROWS"]
 
 PREPROCESS_VERSION = 1  # bump when the preprocessing changes, to invalidate caches
+
+#: images per cached chunk of a running extraction (a few seconds to a minute of work on a CPU)
+CHUNK_ROWS = 1024
 
 
 def image_transform(spec: BackboneSpec, input_size: int | None = None):
@@ -53,15 +62,18 @@ def image_transform(spec: BackboneSpec, input_size: int | None = None):
 
 
 class TorchImageDataset:
-    """A torch map-style view of an :class:`~mvcpaper.data.ImageDataset` (decode + transform)."""
+    """A torch map-style view of an :class:`~mvcpaper.data.ImageDataset` (decode + transform):
+    item ``j`` is ``(image, index)`` of the ``j``-th of ``indices`` (default: every image)."""
 
-    def __init__(self, dataset, transform):
+    def __init__(self, dataset, transform, indices=None):
         self.dataset, self.transform = dataset, transform
+        self.indices = np.arange(len(dataset)) if indices is None else np.asarray(indices)
 
     def __len__(self):
-        return len(self.dataset)
+        return len(self.indices)
 
-    def __getitem__(self, i):
+    def __getitem__(self, j):
+        i = int(self.indices[j])
         return self.transform(self.dataset.load_image(i)), i
 
 
@@ -169,9 +181,18 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
+#: the extraction engines: ``auto`` picks ``onnxruntime`` for fp32 on the CPU when installed, else ``torch``
+ENGINES = ("auto", "torch", "onnxruntime", "ray")
+
+
 def _resolve_engine(engine: str, device, precision: str) -> str:
-    if engine not in ("auto", "torch", "onnxruntime"):
-        raise ValueError(f"engine must be 'auto', 'torch' or 'onnxruntime', not {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
+    if engine == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise ImportError("engine='ray' needs Ray Data: pip install 'mvcpaper[distributed]' "
+                              "(or use engine='auto')")
+        return engine
     if engine == "auto":
         return "onnxruntime" if device.type == "cpu" and precision == "fp32" and onnxruntime_available() else "torch"
     if engine == "onnxruntime":
@@ -247,7 +268,7 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
                      batch_size: int | None = None, num_workers: int | None = None, precision: str = "auto",
                      input_size: int | None = None, compile: str | bool = "auto", cache_dir=None,
                      use_cache: bool = True, download: bool = False, progress: bool = True,
-                     pool: bool = True, engine: str = "auto") -> np.ndarray:
+                     pool: bool = True, engine: str = "auto", chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """Extract one layer's features of every image of ``dataset`` with ``backbone``.
 
     Parameters
@@ -280,19 +301,23 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
         ``"auto"`` (ONNX Runtime for fp32 on the CPU when ``onnx`` and ``onnxruntime``
         are installed, else torch), ``"torch"`` or ``"onnxruntime"``
         (:func:`onnx_extractor`: about 2x faster than compiled torch on the CPU here; a
-        failed export falls back to torch with a warning). Both give the same features
-        to about 1e-5, so the cache is shared.
+        failed export falls back to torch with a warning), or ``"ray"`` (:func:`ray_batches`:
+        the images spread over the actors of a Ray cluster; needs the ``distributed``
+        extra). All give the same features to about 1e-5, so the cache is shared.
     cache_dir : path, optional
         Cache root (default ``$MVCPAPER_CACHE`` or ``~/.cache/mvcpaper``).
     use_cache : bool
         Read and write the feature cache.
+    chunk_rows : int
+        Images per chunk cached while the extraction runs (see the module docstring).
     pool : bool
         For a module ``layer``: average-pool its output (default) or keep the whole map
         (``(n_images, C, H, W)``; DMVC fine-tunes the layers after it).
 
     Returns
     -------
-    ndarray of float32, shape (n_images, dim), or (n_images, C, H, W) with ``pool=False``
+    ndarray of float32, shape (n_images, dim), or (n_images, C, H, W) with ``pool=False``;
+    read-only and memory-mapped when it comes from the cache.
     """
     spec = get_backbone(backbone)
     layer = layer or spec.default_layer
@@ -303,65 +328,189 @@ def extract_features(dataset, backbone: str | BackboneSpec, layer: str | None = 
     src = resolve_weights(spec, weights, download=download)
     if not pool and layer in ("pool", "logits"):
         raise ValueError(f"pool=False needs a module name as layer (got {layer!r}); see list_layers()")
+    engine = _resolve_engine(engine, dev, prec)
+    if spec.pixels and engine != "ray":
+        engine = "torch"
     path = feature_cache_path(dataset, spec, layer if pool else f"{layer}.map", src.weights_id, size, prec,
                               cache_dir)
     if use_cache:
-        feats = load_array(path, rows=len(dataset))
+        feats = load_array(path, rows=len(dataset), mmap=True)
         if feats is not None:
             return feats
 
-    if spec.pixels:  # the resized image is the feature vector
-        extractor = nn.Flatten()
-        run, engine = extractor, "torch"
-    else:
-        model, src = build_model(spec, weights, download=download)
-        extractor = FeatureExtractor(model, layer, pool=pool).to(dev).to(memory_format=torch.channels_last)
-        engine = _resolve_engine(engine, dev, prec)
-        run = None
-    bs = batch_size or (256 if dev.type == "cuda" else 8)
-    bs = min(bs, len(dataset))
-    if engine == "onnxruntime":
-        try:
-            ort_run = onnx_extractor(extractor, size, cache_dir=cache_dir,
-                                     key={"backbone": spec.name, "weights": src.weights_id, "layer": layer,
-                                          "pool": pool})
-            run = lambda x: torch.from_numpy(ort_run(x.numpy()))  # noqa: E731
-        except Exception as exc:  # the export failed, or ONNX Runtime cannot run the graph
-            warnings.warn(f"{spec.name}: {exc}; extracting with torch", stacklevel=2)
-            engine = "torch"
-    if run is None:
-        run = _maybe_compile(extractor, compile, len(dataset))
-    nw = default_num_workers(len(dataset)) if num_workers is None else num_workers
-    loader = torch.utils.data.DataLoader(
-        TorchImageDataset(dataset, image_transform(spec, size)), batch_size=bs, shuffle=False,
-        num_workers=nw, pin_memory=dev.type == "cuda", persistent_workers=False,
-    )
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
-    out = None
+    chunks = _Chunks(path, len(dataset), chunk_rows if use_cache else len(dataset))
+    out = chunks.load()
+    todo = chunks.missing_rows()
+    meta = {"dataset": dataset.name, "fingerprint": dataset.fingerprint(), "n_images": len(dataset),
+            "backbone": spec.name, "timm": spec.timm_name, "weights": src.weights_id, "weights_kind": src.kind,
+            "layer": layer, "input_size": size, "precision": prec, "device": str(dev), "engine": engine}
     t0 = time.perf_counter()
-    with torch.inference_mode(), tqdm(total=len(dataset), desc=f"{spec.name} on {dataset.name}",
-                                      unit="img", disable=not progress) as bar:
-        for x, idx in loader:
-            n = x.shape[0]
-            if n < bs and engine == "torch" and run is not extractor:  # one static shape for a compiled graph
-                x = torch.cat([x, x.new_zeros((bs - n, *x.shape[1:]))])
-            x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                f = run(x)
-            f = f[:n].float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(dataset), *f.shape[1:]), dtype=np.float32)
-            out[idx.numpy()] = f
-            bar.update(len(idx))
+    if len(todo):
+        bs = min(batch_size or (256 if dev.type == "cuda" else 8), len(todo))
+        if engine == "ray":
+            batches = ray_batches(dataset, spec, weights, layer, size, pool, prec, todo, bs, num_workers,
+                                  download=download)
+        else:
+            run, engine, static_shape = _local_runner(spec, weights, layer, size, pool, dev, engine, compile,
+                                                      len(todo), cache_dir, download)
+            nw = default_num_workers(len(todo)) if num_workers is None else num_workers
+            batches = _local_batches(run, TorchImageDataset(dataset, image_transform(spec, size), todo), bs, nw,
+                                     dev, prec, pad=static_shape)
+        with tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc=f"{spec.name} on {dataset.name}",
+                  unit="img", disable=not progress) as bar:
+            for idx, f in batches:
+                if out is None:
+                    out = np.empty((len(dataset), *f.shape[1:]), dtype=np.float32)
+                out[idx] = f
+                if use_cache:
+                    chunks.record(idx, out, meta)
+                bar.update(len(idx))
     seconds = time.perf_counter() - t0
     if not np.isfinite(out).all():
         raise FloatingPointError(f"{spec.name} produced non-finite features on {dataset.name}; "
                                  "try precision='fp32'")
     if use_cache:
-        meta = {"dataset": dataset.name, "fingerprint": dataset.fingerprint(), "n_images": len(dataset),
-                "backbone": spec.name, "timm": spec.timm_name, "weights": src.weights_id,
-                "weights_kind": src.kind, "layer": layer, "input_size": size, "precision": prec,
-                "dim": int(out.shape[1]), "seconds": round(seconds, 2), "device": str(dev),
-                "engine": engine}
+        meta.update(engine=engine, dim=int(out.shape[1]), seconds=round(seconds, 2))
         save_array(path, out, meta)
+        chunks.remove()
     return out
+
+
+class _Chunks:
+    """The chunks of ``chunk_rows`` images of one extraction, each cached in
+    ``<features file>.chunks/`` as soon as its last row is extracted (in any order), so an
+    interrupted extraction resumes from them; removed once the whole array is saved. A set
+    of one chunk writes none."""
+
+    def __init__(self, path: Path, n_rows: int, chunk_rows: int):
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be a positive number of images, not {chunk_rows}")
+        self.dir = path.with_name(path.stem + ".chunks")
+        self.chunk_rows = chunk_rows
+        self.bounds = [(a, min(a + chunk_rows, n_rows)) for a in range(0, n_rows, chunk_rows)]
+        self.left = np.array([b - a for a, b in self.bounds])  # rows still to extract, per chunk
+        self.enabled = len(self.bounds) > 1
+
+    def _file(self, c: int) -> Path:
+        a, b = self.bounds[c]
+        return self.dir / f"rows_{a:09d}-{b:09d}.npy"
+
+    def load(self) -> np.ndarray | None:
+        """The rows of the chunks cached so far in a new ``(n_rows, ...)`` array (``None``
+        when there are none)."""
+        out = None
+        for c, (a, b) in enumerate(self.bounds if self.enabled else ()):
+            part = load_array(self._file(c), rows=b - a)
+            if part is not None:
+                if out is None:
+                    out = np.empty((self.bounds[-1][1], *part.shape[1:]), dtype=np.float32)
+                out[a:b], self.left[c] = part, 0
+        return out
+
+    def missing_rows(self) -> np.ndarray:
+        return np.concatenate([np.arange(a, b) for (a, b), left in zip(self.bounds, self.left) if left]
+                              or [np.empty(0, dtype=np.int64)])
+
+    def record(self, idx: np.ndarray, out: np.ndarray, meta: dict) -> None:
+        """Rows ``idx`` of ``out`` are extracted: cache every chunk this completes."""
+        if not self.enabled:
+            return
+        ids, counts = np.unique(np.asarray(idx) // self.chunk_rows, return_counts=True)
+        for c, k in zip(ids, counts):
+            self.left[c] -= k
+            if self.left[c] == 0:
+                a, b = self.bounds[c]
+                self.dir.mkdir(parents=True, exist_ok=True)
+                save_array(self._file(c), out[a:b], {**meta, "rows": [a, b]})
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _local_runner(spec, weights, layer, size, pool, dev, engine, compile, n_items, cache_dir, download):
+    """``(run, engine, static_shape)``: the function from a batch tensor to features on this
+    process, the engine it uses, and whether it needs every batch of one shape (a compiled graph)."""
+    if spec.pixels:  # the resized image is the feature vector
+        return nn.Flatten(), "torch", False
+    model, src = build_model(spec, weights, download=download)
+    extractor = FeatureExtractor(model, layer, pool=pool).to(dev).to(memory_format=torch.channels_last)
+    if engine == "onnxruntime":
+        try:
+            ort_run = onnx_extractor(extractor, size, cache_dir=cache_dir,
+                                     key={"backbone": spec.name, "weights": src.weights_id, "layer": layer,
+                                          "pool": pool})
+            return (lambda x: torch.from_numpy(ort_run(x.numpy()))), engine, False
+        except Exception as exc:  # the export failed, or ONNX Runtime cannot run the graph
+            warnings.warn(f"{spec.name}: {exc}; extracting with torch", stacklevel=3)
+    run = _maybe_compile(extractor, compile, n_items)
+    return run, "torch", run is not extractor
+
+
+def _local_batches(run, images: TorchImageDataset, batch_size: int, num_workers: int, dev, precision: str,
+                   pad: bool):
+    """``(indices, features)`` per batch of ``images``, decoded by a DataLoader, run on ``dev``;
+    ``pad``: fill the last batch up to ``batch_size`` (one static shape for a compiled graph)."""
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                         pin_memory=dev.type == "cuda", persistent_workers=False)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    with torch.inference_mode():
+        for x, idx in loader:
+            n = x.shape[0]
+            if pad and n < batch_size:
+                x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
+            x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                f = run(x)
+            yield idx.numpy(), f[:n].float().cpu().numpy()
+
+
+class _RayExtractor:
+    """A Ray Data actor: builds the extractor once, then maps ``{"index"}`` batches to
+    ``{"index", "features"}`` (images decoded on the worker, so only indices and features travel)."""
+
+    def __init__(self, dataset, spec, weights, layer, size, pool, precision, download):
+        self.dataset, self.transform = dataset, image_transform(spec, size)
+        self.device = resolve_device("auto")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        if spec.pixels:
+            self.run = nn.Flatten()
+        else:
+            model, _ = build_model(spec, weights, download=download)
+            self.run = FeatureExtractor(model, layer, pool=pool).to(self.device)
+
+    def __call__(self, batch: dict) -> dict:
+        x = torch.stack([self.transform(self.dataset.load_image(int(i))) for i in batch["index"]])
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype,
+                                                    enabled=self.amp_dtype is not None):
+            f = self.run(x.to(self.device))
+        return {"index": batch["index"], "features": f.float().cpu().numpy()}
+
+
+def ray_batches(dataset, spec: BackboneSpec, weights, layer: str, size: int, pool: bool, precision: str,
+                indices: np.ndarray, batch_size: int, num_workers: int | None = None, download: bool = False):
+    """``(indices, features)`` per batch, computed by a pool of Ray Data actors.
+
+    Joins the Ray cluster of ``ray.init`` (``RAY_ADDRESS``, or a local instance when none is
+    running). Actors: one per GPU when the cluster has GPUs, else ``num_workers`` (default: one
+    per CPU). Every worker must read the image files and the weights at the same paths as
+    this process (a shared file system), and builds the same model, so the features equal the
+    local engine's (same cache entry).
+    """
+    import ray  # optional (the `distributed` extra)
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus:
+        actors, resources = gpus, {"num_gpus": 1}
+    else:
+        actors, resources = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1))), {"num_cpus": 1}
+    # blocks of a few batches each, so that every actor gets work
+    blocks = np.array_split(np.asarray(indices, dtype=np.int64), max(actors, -(-len(indices) // (4 * batch_size))))
+    items = ray.data.from_numpy(blocks).rename_columns({"data": "index"})
+    features = items.map_batches(
+        _RayExtractor, fn_constructor_args=(dataset, spec, weights, layer, size, pool, precision, download),
+        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), **resources)
+    for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
+        yield batch["index"], batch["features"]

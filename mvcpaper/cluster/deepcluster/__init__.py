@@ -26,8 +26,10 @@ would have given.
 The package: :mod:`.images` (decoding, batched crops), :mod:`.network` (AlexNet/VGG16 with
 Sobel), :mod:`.pseudolabels` (PCA-whitening, k-means, PIC, the uniform sampler),
 :mod:`.estimator` (:class:`DeepCluster`), :mod:`.study` (probes and views of a trained
-network).
+network), :mod:`.distributed` (the collectives of a run under ``torchrun``).
 """
+from . import distributed
+from .distributed import init_from_env
 from .estimator import DeepCluster
 from .images import load_image_tensor, random_resized_crop
 from .network import (
@@ -54,4 +56,4 @@ from .study import (
 __all__ = ["DeepCluster", "DeepClusterNet", "SobelFilter", "load_image_tensor", "pca_whiten",
            "kmeans_pseudolabels", "pic_cluster", "uniform_label_sampler", "random_resized_crop",
            "ARCHITECTURES", "IMAGENET_MEAN", "IMAGENET_STD", "conv_features", "linear_probe", "layer_study",
-           "nearest_neighbours", "top_activating"]
+           "nearest_neighbours", "top_activating", "distributed", "init_from_env"]

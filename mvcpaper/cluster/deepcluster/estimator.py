@@ -1,4 +1,5 @@
-"""The DeepCluster estimator: alternate clustering and training, with checkpoints and resume."""
+"""The DeepCluster estimator: alternate clustering and training, with checkpoints and resume,
+on one process or several under torch DDP (:mod:`.distributed`)."""
 from __future__ import annotations
 
 import time
@@ -7,12 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..._utils import resolve_device, seeded, tqdm
 from ...cache import read_entry, write_entry
 from ...metrics import nmi
 from .._base import ClusterBase, check_n_clusters
-from .images import load_image_tensor, random_resized_crop
+from . import distributed
+from .images import crop_resize, load_image_tensor, random_crop_boxes
 from .network import DeepClusterNet
 from .pseudolabels import (
     kmeans_pseudolabels,
@@ -67,6 +71,19 @@ class DeepCluster(ClusterBase):
     device : str
         ``"auto"`` picks CUDA when present.
     random_state : int
+
+    Several processes
+    -----------------
+    Under ``torchrun`` (a torch.distributed process group, see
+    :func:`.distributed.init_from_env` and ``mvcpaper deepcluster``), ``fit`` runs data
+    parallel: each process embeds its share of the images (gathered after), rank 0
+    clusters and broadcasts the pseudo-labels, and each global batch of ``batch_size``
+    images (the same sampling and crops as one process) is split across the processes,
+    whose gradients DDP averages; rank 0 alone writes checkpoints and shows progress. On
+    GPUs BatchNorm is synchronised over the global batch; on the CPU (gloo) torch has no
+    synchronised BatchNorm, so each process normalises over its own share and the dropout
+    masks differ: the loss follows one process's within a tolerance, not exactly
+    (``tests/test_deepcluster.py``).
 
     Attributes
     ----------
@@ -143,22 +160,31 @@ class DeepCluster(ClusterBase):
 
     # ------------------------------------------------------------------ steps
     def _seed(self, epoch: int) -> tuple[torch.Generator, np.random.Generator]:
+        """Generators for the epoch's crops/top layer and sampling/clustering, the same on every
+        process; dropout draws from torch's global state, seeded per process."""
         seed = int(self.random_state) * 100003 + int(epoch)
-        torch.manual_seed(seed)  # dropout (fit runs inside `seeded`: the caller's state is restored after)
+        torch.manual_seed(seed + 7919 * distributed.world()[0])  # fit runs inside `seeded`: restored after
         return torch.Generator().manual_seed(seed), np.random.default_rng(seed)
 
     def features(self, images: torch.Tensor) -> np.ndarray:
-        """The network's clustering features (:meth:`DeepClusterNet.embed`) of every image."""
+        """The network's clustering features (:meth:`DeepClusterNet.embed`) of every image
+        (each process embeds its share; see "Several processes")."""
         self.model_.eval()
         dev = self.model_.mean.device
-        return _batched(self.model_.embed, images, dev, max(self.batch_size, 256)).numpy()
+        mine = _batched(self.model_.embed, images[distributed.shard(len(images))], dev, max(self.batch_size, 256))
+        return distributed.gather_rows(mine.to(dev), len(images)).cpu().numpy()
 
     def _cluster(self, feats: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+        """Pseudo-labels and the clustering loss: computed by rank 0, the same on every process."""
         dev = self.model_.mean.device
-        Z = pca_whiten(torch.as_tensor(feats, device=dev), self.pca_dim)
-        if self.clusterer == "kmeans":
-            return kmeans_pseudolabels(Z, self.n_clusters, self.kmeans_iter, seed)
-        return pic_cluster(Z.cpu().numpy(), n_neighbors=self.pic_neighbors), float("nan")
+        labels, loss = None, float("nan")
+        if distributed.world()[0] == 0:
+            Z = pca_whiten(torch.as_tensor(feats, device=dev), self.pca_dim)
+            if self.clusterer == "kmeans":
+                labels, loss = kmeans_pseudolabels(Z, self.n_clusters, self.kmeans_iter, seed)
+            else:
+                labels = pic_cluster(Z.cpu().numpy(), n_neighbors=self.pic_neighbors)
+        return distributed.broadcast_labels(labels, len(feats), loss, dev)
 
     def _train_epoch(self, images, labels, gen, rng, bar=None) -> float:
         model, dev = self.model_, self.model_.mean.device
@@ -168,13 +194,20 @@ class DeepCluster(ClusterBase):
                                   weight_decay=self.weight_decay)
         order = uniform_label_sampler(labels, max(1, int(round(self.reassign * len(labels)))), rng)
         target = torch.as_tensor(labels, dtype=torch.long)
-        model.train()
+        rank, n_proc = distributed.world()
+        net = model if n_proc == 1 else DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        net.train()
         total = 0.0
         for s in range(0, len(order), self.batch_size):
-            idx = torch.as_tensor(order[s:s + self.batch_size])
-            x = images[idx].to(dev).float().div_(255)
-            x = random_resized_crop(x, gen, scale=tuple(self.crop_scale))
-            loss = F.cross_entropy(model(x), target[idx].to(dev))
+            batch = order[s:s + self.batch_size]
+            boxes = random_crop_boxes(len(batch), gen, scale=tuple(self.crop_scale))
+            if len(batch) < n_proc:  # too few to share (at most n_proc - 1 images per epoch)
+                continue
+            mine = np.array_split(np.arange(len(batch)), n_proc)[rank]
+            idx = torch.as_tensor(batch[mine])
+            x = crop_resize(images[idx].to(dev).float().div_(255), boxes[mine])
+            loss = F.cross_entropy(net(x), target[idx].to(dev))
             self.optimizer_.zero_grad(set_to_none=True)
             top_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -182,8 +215,8 @@ class DeepCluster(ClusterBase):
             top_opt.step()
             total += loss.item() * len(idx)
             if bar is not None:
-                bar.update(len(idx))
-        return total / len(order)
+                bar.update(len(batch))
+        return distributed.all_sum(total, dev) / len(order)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_path(self) -> Path | None:
@@ -193,7 +226,7 @@ class DeepCluster(ClusterBase):
         """The state after ``epoch`` epochs: tensors in ``last.pt`` (loaded with ``weights_only``,
         so a planted file cannot run code), the rest as JSON in its sidecar."""
         path = self._checkpoint_path()
-        if path is None:
+        if path is None or distributed.world()[0] != 0:
             return
         body = {k: v for k, v in self.model_.state_dict().items() if not k.startswith("top_layer.")}
         tensors = {"model": body, "optimizer": self.optimizer_.state_dict(), "initial_state": self.initial_state_,
@@ -244,6 +277,8 @@ class DeepCluster(ClusterBase):
             raise ValueError(f"y has {len(y)} labels for {n} images")
         dev = resolve_device(self.device)
         self.model_ = DeepClusterNet(self.arch, self.input_size, self.sobel, self.fc_dim, self.n_clusters).to(dev)
+        if distributed.world()[1] > 1 and dev.type == "cuda":
+            self.model_ = nn.SyncBatchNorm.convert_sync_batchnorm(self.model_)
         self.initial_state_ = {k: v.detach().cpu().clone() for k, v in self.model_.state_dict().items()
                                if not k.startswith("top_layer.")}
         body = [p for name, p in self.model_.named_parameters() if not name.startswith("top_layer.")]
@@ -251,8 +286,7 @@ class DeepCluster(ClusterBase):
         self.history_ = []
         start, last = self._load()
         bar = tqdm(total=(self.epochs - start) * max(1, int(round(self.reassign * n))), desc=f"DeepCluster {self.arch}",
-                   unit="img", leave=False,
-                   disable=not self.progress)
+                   unit="img", leave=False, disable=not self.progress or distributed.world()[0] != 0)
         for epoch in range(start, self.epochs):
             gen, rng = self._seed(epoch)
             t0 = time.perf_counter()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..._utils import tqdm
 
-__all__ = ["load_image_tensor", "random_resized_crop"]
+__all__ = ["load_image_tensor", "random_resized_crop", "random_crop_boxes", "crop_resize"]
 
 
 def load_image_tensor(dataset, size: int, progress: bool = True) -> torch.Tensor:
@@ -23,15 +23,11 @@ def load_image_tensor(dataset, size: int, progress: bool = True) -> torch.Tensor
     return out
 
 
-def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3),
-                        flip: bool = True) -> torch.Tensor:
-    """A random resized crop (and horizontal flip) per image of a float batch, as one ``grid_sample``.
-
-    Each image gets a crop covering ``scale`` of its area with aspect ratio in ``ratio``
-    (log-uniform), resized back to the input size: torchvision's ``RandomResizedCrop``
-    drawn independently per image, but batched (and on the batch's device).
-    """
-    n = x.shape[0]
+def random_crop_boxes(n: int, generator: torch.Generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3),
+                      flip: bool = True) -> torch.Tensor:
+    """``n`` random resized crops (and horizontal flips) as affine maps ``(n, 2, 3)`` for
+    :func:`crop_resize`: each covers ``scale`` of the image's area with aspect ratio in
+    ``ratio`` (log-uniform), inside the image: torchvision's ``RandomResizedCrop``."""
     u = torch.rand((n, 4), generator=generator)
     area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
     logr = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1]
@@ -46,5 +42,17 @@ def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale=(0.2,
     theta = torch.zeros((n, 2, 3))
     theta[:, 0, 0], theta[:, 0, 2] = sx, cx
     theta[:, 1, 1], theta[:, 1, 2] = h, cy
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return theta
+
+
+def crop_resize(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Every image of the float batch ``x`` cropped by its box and resized back, as one ``grid_sample``."""
+    grid = F.affine_grid(boxes.to(x.device), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3),
+                        flip: bool = True) -> torch.Tensor:
+    """A random resized crop (and flip) per image of a float batch, drawn independently per
+    image but applied in one batched operation on the batch's device."""
+    return crop_resize(x, random_crop_boxes(x.shape[0], generator, scale, ratio, flip))
