@@ -12,7 +12,8 @@ epochs after the first, which includes warm-up) and training throughput (images 
 Then the clustering step alone, as ratios against its slow variants in the same run, on
 the 4096-d features of the network trained with the paper's settings: PCA-whitening by
 full SVD vs randomised SVD (and the largest difference of the whitened features' Gram
-matrices), k-means with the random start (reference) vs k-means++.
+matrices), k-means with the random start (reference) vs k-means++ (both in torch), and the
+Lloyd steps by faiss (the CPU default) vs torch from the same random start.
 
 Usage: python benchmarks/bench_deepcluster.py [--n 3600] [--epochs 3] [--k 300] [--device auto]
 """
@@ -91,8 +92,10 @@ def main():
     t_full, z_full = _timed(lambda: pca_whiten(feats, 256, svd="full"))
     t_rand, z_rand = _timed(lambda: pca_whiten(feats, 256, svd="randomized"))
     gram_diff = float((z_full @ z_full.T - z_rand @ z_rand.T).abs().max())
-    t_rnd, (_, loss_rnd) = _timed(lambda: kmeans_pseudolabels(z_rand, a.k, 20, seed=0, init="random"))
-    t_pp, (_, loss_pp) = _timed(lambda: kmeans_pseudolabels(z_rand, a.k, 20, seed=0, init="k-means++"), repeat=1)
+    t_rnd, (_, loss_rnd) = _timed(lambda: kmeans_pseudolabels(z_rand, a.k, 20, seed=0, engine="torch"))
+    t_pp, (_, loss_pp) = _timed(lambda: kmeans_pseudolabels(z_rand, a.k, 20, seed=0, init="k-means++",
+                                                            engine="torch"), repeat=1)
+    t_faiss, (_, loss_faiss) = _timed(lambda: kmeans_pseudolabels(z_rand.cpu(), a.k, 20, seed=0, engine="faiss"))
     print(f"\n## clustering step ({len(ds)} x {feats.shape[1]} features -> 256 dims -> k={a.k})\n")
     print("| step | baseline s | ours s | speed-up | note |")
     print("|---|---|---|---|---|")
@@ -100,6 +103,9 @@ def main():
           f"largest Gram difference {gram_diff:.1e} |")
     print(f"| k-means, 20 Lloyd steps | {t_pp:.2f} (k-means++ start) | {t_rnd:.2f} (random start) | "
           f"{t_pp / t_rnd:.1f}x | mean sq. distance {loss_pp:.3f} vs {loss_rnd:.3f} |")
+    print(f"| k-means engine, 20 Lloyd steps, random start | {t_rnd:.2f} (torch, {z_rand.device.type}) | "
+          f"{t_faiss:.2f} (faiss, cpu) | {t_rnd / t_faiss:.1f}x | mean sq. distance {loss_rnd:.3f} vs "
+          f"{loss_faiss:.3f} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Exact k-nearest-neighbour graphs (JULE's affinities, neighbour consistency, the report's
-confidence): faiss's exact index, as :func:`mvcpaper.cluster.jule.nearest_neighbours` uses
+confidence): faiss's exact index, as :func:`mvcpaper.cluster.neighbours.nearest_neighbours` uses
 it, against scikit-learn's brute-force ``NearestNeighbors`` on COIL-100.
 
 Two inputs: the three EfficientNet-Lite views concatenated (7200 x 3840, the first
@@ -17,7 +17,7 @@ import time
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from mvcpaper.cluster.jule import nearest_neighbours
+from mvcpaper.cluster.neighbours import nearest_neighbours
 from mvcpaper.data import load_dataset
 from mvcpaper.features import OFFLINE_BACKBONES, extract_features
 from mvcpaper.preprocessing import l2_normalize

@@ -116,7 +116,7 @@ def cluster_folder(image_dir, out_dir, k="auto", backbones=None, method: str = "
         seconds[f"features {b}"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if k == "auto":
-        estimate = estimate_k(list(views.values()))
+        estimate = estimate_k(list(views.values()), seed=seed)
         k, k_choice = estimate.k, estimate.as_dict()
     else:
         k_choice = {"k": k, "estimator": "given (--k)"}

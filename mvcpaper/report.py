@@ -18,7 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from ._utils import atomic_path, tqdm
-from .cluster.jule import nearest_neighbours
+from .cluster.neighbours import nearest_neighbours
 from .explore import matched_confusion, palette_hex, worst_fitting
 from .metrics import evaluate
 

@@ -173,3 +173,25 @@ def test_every_registered_method_keeps_the_contract(name):
     np.testing.assert_array_equal(a.labels_, b.labels_)
     if hasattr(a, "transform"):
         np.testing.assert_allclose(a.embedding_, a.transform(data), rtol=1e-4, atol=1e-5)
+
+
+def test_methods_that_need_every_pair_refuse_sets_too_large_for_it(monkeypatch):
+    from mvcpaper.cluster import ensemble
+    from mvcpaper.cluster.baselines import MAX_AGGLOMERATIVE_SAMPLES
+    from mvcpaper.errors import MvcpaperError
+
+    with pytest.raises(MvcpaperError, match="use 'kmeans'"):
+        make_method("agglomerative", 3).fit(np.zeros((MAX_AGGLOMERATIVE_SAMPLES + 1, 2), np.float32))
+    monkeypatch.setattr(ensemble, "MAX_MICRO_CLUSTERS", 5)
+    many = [np.arange(12) % 6, np.arange(12) % 4]  # 12 distinct label pairs
+    with pytest.raises(MvcpaperError, match="12 distinct label combinations"):
+        ensemble.co_association_consensus(many, 2)
+    monkeypatch.setattr(ensemble, "MAX_TAO_SAMPLES", 50)
+    with pytest.raises(MvcpaperError, match="use 'mvec_coassoc'"):
+        make_method("mvec_tao", 3).fit([np.zeros((51, 2), np.float32)] * 2)
+    from mvcpaper.cluster import jule
+
+    monkeypatch.setattr(jule, "MERGER_MAX_BYTES", 1000)
+    X, _ = make_blobs(60, 8, centers=3, random_state=0)
+    with pytest.raises(MvcpaperError, match="JULE's merger would need"):
+        make_method("jule", 3).fit(X.astype(np.float32))

@@ -45,16 +45,30 @@ def test_sampler_is_uniform_over_pseudolabels_and_covers_every_cluster():
     assert len(np.unique(big)) == len(big)
 
 
-def test_kmeans_never_leaves_a_cluster_empty():
+@pytest.mark.parametrize("engine", ["faiss", "torch"])
+def test_kmeans_never_leaves_a_cluster_empty(engine):
     rng = np.random.default_rng(0)
     # 60 points but only 6 distinct positions: Lloyd alone cannot fill 15 clusters
     X = torch.as_tensor(np.repeat(rng.normal(size=(6, 4)), 10, axis=0), dtype=torch.float32)
-    labels, _ = kmeans_pseudolabels(X, 15, n_iter=20, seed=0)
+    labels, _ = kmeans_pseudolabels(X, 15, n_iter=20, seed=0, engine=engine)
     assert np.bincount(labels, minlength=15).min() >= 1
     # and on ordinary data with k close to n
     Y = torch.as_tensor(rng.normal(size=(40, 3)), dtype=torch.float32)
-    labels, inertia = kmeans_pseudolabels(Y, 35, n_iter=20, seed=1)
+    labels, inertia = kmeans_pseudolabels(Y, 35, n_iter=20, seed=1, engine=engine)
     assert np.bincount(labels, minlength=35).min() >= 1 and np.isfinite(inertia)
+
+
+def test_kmeans_engines_find_the_same_blobs():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=10, size=(20, 16))
+    y = np.repeat(np.arange(20), 30)
+    X = torch.as_tensor(centres[y] + rng.normal(size=(600, 16)), dtype=torch.float32)
+    for init in ("random", "k-means++"):
+        (a, loss_a), (b, loss_b) = (kmeans_pseudolabels(X, 20, 20, seed=3, init=init, engine=e)
+                                    for e in ("faiss", "torch"))
+        assert nmi(a, b) > 0.9 and abs(loss_a - loss_b) / loss_b < 0.5
+    with pytest.raises(ValueError, match="engine"):
+        kmeans_pseudolabels(X, 20, engine="sklearn")
 
 
 def test_sobel_on_a_vertical_edge():

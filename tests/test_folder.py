@@ -12,8 +12,8 @@ from conftest import write_png
 from PIL import Image
 
 from mvcpaper.cli import main
-from mvcpaper.cluster.jule import nearest_neighbours
 from mvcpaper.cluster.model_selection import CANDIDATES, estimate_k, neighbour_consistency, select_partition
+from mvcpaper.cluster.neighbours import nearest_neighbours
 from mvcpaper.data import CorruptImageError, DatasetError, read_image_tree
 from mvcpaper.errors import UnknownNameError
 from mvcpaper.features import WeightsNotFoundError, extract_features, get_backbone, image_transform
@@ -275,3 +275,19 @@ def test_explorer_on_a_labelled_output_scores_both_partitions(tmp_path):
     ex = Explorer.for_output(out, method_b="agglomerative", webgl=False)
     assert ex.state.scores["A"]["nmi"] == 1.0 and ex.colour_by.options == ("cluster", "class")
     assert "NMI 1.000" in ex.scatter["A"].layout.title.text
+
+
+def test_label_free_choices_on_a_set_too_large_for_ward(monkeypatch):
+    """Above Ward's limit the k estimate reads a sample and Ward's candidates are left out, with the reason."""
+    from mvcpaper.cluster import baselines, model_selection
+
+    monkeypatch.setattr(baselines, "MAX_AGGLOMERATIVE_SAMPLES", 50)
+    monkeypatch.setattr(model_selection, "K_SAMPLE_MAX", 40)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 30)
+    views = {f"v{i}": (rng.normal(size=(4, 8)) * 5)[y] + rng.normal(size=(120, 8)) for i in range(2)}
+    views = {name: (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32) for name, v in views.items()}
+    assert estimate_k(list(views.values())).ks[-1] == 40 // 5
+    choice = select_partition(views, 4, candidates=(("kmeans", "CC"), ("agglomerative", "CC")))
+    assert choice.method == "kmeans" and nmi(y, choice.labels) > 0.9
+    assert "pairwise distances" in choice.candidates[-1]["left out"]

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from mvcpaper.cluster import JULE, co_association_consensus, make_method
-from mvcpaper.cluster.ensemble import co_association, low_rank_sparse_consensus
+from mvcpaper.cluster.ensemble import (
+    co_association,
+    low_rank_sparse_consensus,
+    micro_clusters,
+    weighted_average_linkage,
+)
 from mvcpaper.cluster.jule import AffinityMerger, initial_clusters, knn_affinity
 from mvcpaper.data.synthetic import make_multiview_features
 from mvcpaper.metrics import nmi
@@ -101,6 +106,42 @@ def test_co_association_by_hand():
     S = co_association([[0, 0, 1, 1], [0, 1, 1, 1]])
     np.testing.assert_allclose(S, [[1, .5, 0, 0], [.5, 1, .5, .5], [0, .5, 1, 1], [0, .5, 1, 1]])
     assert nmi([0, 0, 1, 1], co_association_consensus([[0, 0, 1, 1], [0, 0, 1, 1], [0, 1, 1, 1]], 2)) == 1.0
+
+
+def test_weighted_average_linkage_equals_average_linkage_on_the_repeated_samples():
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import pairwise_distances
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(40, 2))
+    sizes = rng.integers(1, 5, size=40)
+    samples = np.repeat(points, sizes, axis=0)
+    group = np.repeat(np.arange(40), sizes)
+    weights_matter = False
+    for k in range(2, 20):
+        ours = weighted_average_linkage(pairwise_distances(points), sizes, k)[group]
+        theirs = AgglomerativeClustering(k, linkage="average").fit_predict(samples)
+        assert nmi(theirs, ours) == pytest.approx(1.0)
+        unweighted = AgglomerativeClustering(k, linkage="average").fit_predict(points)[group]
+        weights_matter |= nmi(theirs, unweighted) < 0.999
+    assert weights_matter  # the groups alone, unweighted, merge otherwise at some k
+
+
+def test_co_association_consensus_on_micro_clusters_equals_it_on_the_samples():
+    """Nested partitions (2, 4, 8, 16 groups, shuffled labels) make 1 - S an ultrametric, whose
+    average-linkage cut is unique: the consensus at each level is that level, as on the samples."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    rng = np.random.default_rng(0)
+    leaf = rng.integers(0, 16, size=320)
+    parts = [rng.permutation(16 // f)[leaf // f] for f in (8, 4, 2, 1)]
+    group, reps = micro_clusters(parts)
+    assert len(reps) == 16 and all((np.asarray(p)[reps][group] == p).all() for p in parts)
+    S = co_association(parts)
+    for level, k in enumerate((2, 4, 8)):
+        ours = co_association_consensus(parts, k)
+        theirs = AgglomerativeClustering(k, metric="precomputed", linkage="average").fit_predict(1.0 - S)
+        assert nmi(parts[level], ours) == pytest.approx(1.0) and nmi(theirs, ours) == pytest.approx(1.0)
 
 
 def _noisy_partitions(n=240, k=6, views=3, flip=0.3, seed=0):

@@ -4,10 +4,14 @@ from __future__ import annotations
 from sklearn.cluster import AgglomerativeClustering as _AC
 from sklearn.cluster import KMeans as _KM
 
+from ..errors import MvcpaperError
 from ._base import ClusterBase, center_distances
 from .faiss_kmeans import faiss_kmeans
 
-__all__ = ["KMeans", "Agglomerative"]
+__all__ = ["KMeans", "Agglomerative", "MAX_AGGLOMERATIVE_SAMPLES"]
+
+#: largest set agglomeration accepts: it needs the n(n-1)/2 pairwise distances (3.6 GB at 30,000)
+MAX_AGGLOMERATIVE_SAMPLES = 30_000
 
 
 class KMeans(ClusterBase):
@@ -59,6 +63,10 @@ class KMeans(ClusterBase):
 class Agglomerative(ClusterBase):
     """Agglomerative clustering, Ward linkage by default (deterministic: no seed needed).
 
+    Exact agglomeration needs every pairwise distance, so it refuses more than
+    :data:`MAX_AGGLOMERATIVE_SAMPLES` samples with a one-line error naming the alternative
+    (``kmeans``, whose time and memory grow linearly: ``benchmarks/bench_scale.py``).
+
     ``device``, ``random_state`` and ``progress`` are accepted for a uniform interface and
     ignored (scikit-learn, CPU, no randomness).
     """
@@ -72,6 +80,12 @@ class Agglomerative(ClusterBase):
         self.progress = progress
 
     def fit(self, X, y=None):
+        X = self._single(X)
+        n = X.shape[0]
+        if n > MAX_AGGLOMERATIVE_SAMPLES:
+            raise MvcpaperError(f"agglomerative clustering needs all {n * (n - 1) // 2:,} pairwise distances "
+                                f"({n * (n - 1) * 4 / 2 ** 30:.0f} GB) for {n} samples; it runs up to "
+                                f"{MAX_AGGLOMERATIVE_SAMPLES}: use 'kmeans', or cluster a subsample")
         ac = _AC(self.n_clusters, linkage=self.linkage)
-        self._set_labels(ac.fit_predict(self._single(X)))
+        self._set_labels(ac.fit_predict(X))
         return self

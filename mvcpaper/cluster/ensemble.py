@@ -26,13 +26,15 @@ import math
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.cluster import AgglomerativeClustering, SpectralClustering
+from sklearn.cluster import SpectralClustering
 
 from .._utils import resolve_device
+from ..errors import MvcpaperError
 from ._base import ClusterBase, check_n_clusters
 from .jule import JULE
 
-__all__ = ["MVECTao", "MVECCoassoc", "co_association", "co_association_consensus", "low_rank_sparse_consensus"]
+__all__ = ["MVECTao", "MVECCoassoc", "co_association", "co_association_consensus", "low_rank_sparse_consensus",
+           "micro_clusters", "weighted_average_linkage", "MAX_MICRO_CLUSTERS", "MAX_TAO_SAMPLES"]
 
 
 def co_association(partitions) -> np.ndarray:
@@ -49,12 +51,85 @@ def co_association(partitions) -> np.ndarray:
     return S / len(parts)
 
 
+#: largest number of distinct label combinations (micro-clusters) the co-association consensus
+#: clusters: its m x m distances take 8 m^2 bytes (3.2 GB at 20,000)
+MAX_MICRO_CLUSTERS = 20_000
+
+#: largest set :class:`MVECTao` accepts: it keeps about a dozen n x n float32 matrices (4.5 GB at 10,000)
+MAX_TAO_SAMPLES = 10_000
+
+
+def micro_clusters(partitions) -> tuple[np.ndarray, np.ndarray]:
+    """The samples grouped by their tuple of labels across ``partitions``: ``(group of each
+    sample, one representative sample per group)``. Samples of one group are put together by
+    every partition, so their co-association is 1 and their distances to every other sample
+    are equal."""
+    codes = np.stack([np.unique(np.asarray(p), return_inverse=True)[1] for p in partitions], axis=1)
+    _, first, group = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    return group.ravel(), first
+
+
+def weighted_average_linkage(D: np.ndarray, sizes: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Average linkage (UPGMA) of ``m`` groups of ``sizes`` identical samples, cut at ``n_clusters``.
+
+    ``D`` (m x m) holds the distances between groups. The result is that of average
+    linkage on the samples themselves, whose first merges join each group at distance 0:
+    by the Lance-Williams update a merged cluster's distance is the size-weighted mean of
+    its parts'. The dendrogram is built by nearest-neighbour chains (O(m^2) time, D's
+    memory), then its m - n_clusters lowest merges are applied. Returns each group's label.
+    """
+    m = len(D)
+    D = np.array(D, dtype=np.float64)
+    np.fill_diagonal(D, np.inf)
+    size = np.asarray(sizes, dtype=np.float64).copy()
+    merges, chain, alive = [], [], np.ones(m, dtype=bool)
+    for _ in range(m - 1):
+        while True:
+            if not chain:
+                chain.append(int(np.flatnonzero(alive)[0]))
+            a = chain[-1]
+            b = int(np.argmin(D[a]))
+            if len(chain) > 1 and D[a, chain[-2]] <= D[a, b]:
+                b = chain[-2]  # ties go to the previous link, so the chain ends in a reciprocal pair
+            if len(chain) > 1 and b == chain[-2]:
+                break
+            chain.append(b)
+        chain = chain[:-2]
+        merges.append((D[a, b], a, b))
+        D[a] = (size[a] * D[a] + size[b] * D[b]) / (size[a] + size[b])
+        D[:, a] = D[a]
+        D[a, a] = np.inf
+        D[b], D[:, b] = np.inf, np.inf
+        size[a] += size[b]
+        alive[b] = False
+    parent = np.arange(m)
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for _, a, b in sorted(merges, key=lambda t: t[0])[:m - n_clusters]:  # heights are monotone under UPGMA
+        parent[root(b)] = root(a)
+    return np.unique([root(i) for i in range(m)], return_inverse=True)[1]
+
+
 def co_association_consensus(partitions, n_clusters: int) -> np.ndarray:
-    """Average-linkage agglomeration of the co-association matrix (distance ``1 - S``)."""
-    S = co_association(partitions)
-    check_n_clusters(n_clusters, len(S))
-    ac = AgglomerativeClustering(n_clusters=n_clusters, metric="precomputed", linkage="average")
-    return ac.fit_predict(1.0 - S)
+    """Average-linkage agglomeration of the co-association matrix (distance ``1 - S``), exactly,
+    on the micro-clusters (:func:`micro_clusters`) instead of the samples: memory and time
+    follow the number of distinct label combinations, not n^2 (an error above
+    :data:`MAX_MICRO_CLUSTERS` of them)."""
+    group, reps = micro_clusters(partitions)
+    check_n_clusters(n_clusters, len(group))
+    if len(reps) > MAX_MICRO_CLUSTERS:
+        raise MvcpaperError(f"the base partitions split the samples into {len(reps)} distinct label combinations, "
+                            f"more than the co-association consensus handles ({MAX_MICRO_CLUSTERS}); use fewer or "
+                            "coarser base partitions")
+    if len(reps) <= n_clusters:
+        return np.unique(group, return_inverse=True)[1]
+    S = co_association([np.asarray(p)[reps] for p in partitions])
+    return weighted_average_linkage(1.0 - S, np.bincount(group), n_clusters)[group]
 
 
 def _shrink(X: torch.Tensor, tau: float) -> torch.Tensor:
@@ -164,7 +239,11 @@ class _MultiViewEnsemble(ClusterBase):
                           for r in range(int(self.n_partitions))])
         return parts
 
+    def _check_size(self, n: int) -> None:
+        """Refuse, before any base partition, a set too large for the consensus (none here)."""
+
     def fit(self, X, y=None):
+        self._check_size(len(self._multiview(X)[0]))
         self.partitions_ = self._base_partitions(X)
         self._set_labels(self.consensus(self.partitions_))
         return self
@@ -220,8 +299,16 @@ class MVECTao(_MultiViewEnsemble):
         self.lam = lam
         self.max_iter = max_iter
 
+    def _check_size(self, n: int) -> None:
+        if n > MAX_TAO_SAMPLES:
+            raise MvcpaperError(f"MVEC (Tao) holds a dozen dense {n} x {n} matrices "
+                                f"({12 * n * n * 4 / 2 ** 30:.0f} GB); it runs up to {MAX_TAO_SAMPLES} samples: "
+                                "use 'mvec_coassoc', whose consensus grows with the number of distinct label "
+                                "combinations, not n^2")
+
     def consensus(self, partitions) -> np.ndarray:
         """The consensus labels of base partitions given as one list per view."""
+        self._check_size(len(partitions[0][0]))
         S = [co_association(view) for view in partitions]
         check_n_clusters(self.n_clusters, len(S[0]))
         Z, _, self.n_iter_ = low_rank_sparse_consensus(S, self.lam, max_iter=self.max_iter,

@@ -1,7 +1,7 @@
 """IDEC (Guo et al., IJCAI 2017) and DEC (Xie et al., ICML 2016) on feature vectors.
 
 Both pretrain a fully connected autoencoder ``d-500-500-2000-10``, initialise the
-cluster centres with KMeans on the embedding, then train the encoder and the centres
+cluster centres with k-means (faiss) on the embedding, then train the encoder and the centres
 to sharpen the soft assignments:
 
 - soft assignment (Student's t, ``alpha = 1``): ``q_ij ∝ (1 + |z_i - mu_j|^2 / alpha)^-(alpha+1)/2``;
@@ -33,13 +33,13 @@ import time
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 from torch import nn
 from torch.nn import functional as F
 
 from .._utils import resolve_device, seeded, tqdm
 from ..metrics import nmi
 from ._base import ClusterBase
+from .faiss_kmeans import faiss_kmeans
 
 __all__ = ["IDEC", "DEC", "MLPAutoencoder", "soft_assign", "target_distribution"]
 
@@ -226,11 +226,10 @@ class IDEC(ClusterBase):
         self.pretrain_seconds_ = time.perf_counter() - t0
 
         z = self._embed(Xt).cpu().numpy()
-        km = KMeans(self.n_clusters, n_init=self.n_init, random_state=self.random_state).fit(z)
-        self.init_labels_ = km.labels_.copy()
-        centers = nn.Parameter(torch.as_tensor(km.cluster_centers_, dtype=torch.float32, device=dev))
+        start, self.init_labels_, _, _ = faiss_kmeans(z, self.n_clusters, n_init=self.n_init, seed=self.random_state)
+        centers = nn.Parameter(torch.as_tensor(start, dtype=torch.float32, device=dev))
         opt.add_param_group({"params": [centers]})  # keeps the moment estimates (module docstring)
-        last = torch.as_tensor(km.labels_, device=dev)
+        last = torch.as_tensor(self.init_labels_, device=dev)
         self.history_ = []
         p_all = None
         epoch = 0

@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 import time
 
-import faiss
 import numpy as np
 import torch
 from scipy import sparse
@@ -49,31 +48,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._utils import resolve_device, seeded, tqdm
+from ..errors import MvcpaperError
 from ..metrics import nmi
 from ..preprocessing import l2_normalize
 from ._base import ClusterBase, check_n_clusters
+from .neighbours import nearest_neighbours
 
-__all__ = ["JULE", "nearest_neighbours", "knn_affinity", "initial_clusters", "AffinityMerger", "MLPEmbedding",
+__all__ = ["JULE", "MERGER_MAX_BYTES", "knn_affinity", "initial_clusters", "AffinityMerger", "MLPEmbedding",
            "triplet_loss", "batch_triplets", "cluster_batches"]
 
 
 # --------------------------------------------------------------------------- graph
-def nearest_neighbours(Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``k`` nearest neighbours of every row among the other rows: squared Euclidean
-    distances and indices, (n, k) each, nearest first, by faiss's exact index
-    (``benchmarks/bench_knn.py``); a row is never its own neighbour, even among duplicates."""
-    Z = np.ascontiguousarray(Z, dtype=np.float32)
-    n = Z.shape[0]
-    index = faiss.IndexFlatL2(Z.shape[1])
-    index.add(Z)
-    dist, idx = index.search(Z, min(k + 1, n))
-    own = idx == np.arange(n)[:, None]
-    own[~own.any(1), -1] = True  # a duplicate ranked before the row itself: drop the farthest instead
-    keep = ~own
-    return (np.maximum(dist[keep], 0).reshape(n, -1)[:, :k].astype(np.float64),
-            idx[keep].reshape(n, -1)[:, :k].astype(np.int64))
-
-
 def knn_affinity(Z: np.ndarray, k: int):
     """Sparse kNN affinity ``W`` (n x n, csr, zero diagonal) and the neighbour indices (n x k)."""
     n = Z.shape[0]
@@ -112,8 +97,17 @@ def initial_clusters(nn_idx: np.ndarray, W=None, min_clusters: int = 1) -> np.nd
         keep &= ~np.isin(edge, weakest)
 
 
+#: memory the merger's dense matrices may take (see :meth:`AffinityMerger.check_size`)
+MERGER_MAX_BYTES = 8 * 2 ** 30
+
+
 class AffinityMerger:
     """Greedy agglomeration under JULE's criterion with exact AGDL affinities.
+
+    It keeps dense cluster-by-sample and cluster-by-cluster matrices (``3 c n + 2 c^2``
+    floats for ``c`` starting clusters of ``n`` samples, about ``n / 3`` clusters from a
+    nearest-neighbour graph), so its memory grows as n^2: a set whose matrices would
+    exceed :data:`MERGER_MAX_BYTES` is refused (about 30,000 samples).
 
     Parameters
     ----------
@@ -131,6 +125,7 @@ class AffinityMerger:
         _, self.labels = np.unique(labels, return_inverse=True)
         self.labels = self.labels.astype(np.int64)
         n, c = len(self.labels), int(self.labels.max()) + 1
+        self.check_size(n, c)
         self.k_c, self.lam = max(int(k_c), 2), float(lam)
         H = sparse.csr_matrix((np.ones(n), (np.arange(n), self.labels)), shape=(n, c))
         W = sparse.csr_matrix(W, dtype=np.float64)
@@ -147,6 +142,18 @@ class AffinityMerger:
         self.partner = np.empty(c, dtype=np.int64)
         for i in range(c):
             self._rescore(i)
+
+    @staticmethod
+    def check_size(n: int, c: int) -> None:
+        """A one-line error when merging ``c`` clusters of ``n`` samples needs more than
+        :data:`MERGER_MAX_BYTES` (JULE checks ``c = n / 3``, a nearest-neighbour graph's usual
+        count, before its exact kNN graph, which alone takes minutes at 100,000 samples; then
+        the real count)."""
+        need = 8 * (3 * c * n + 2 * c * c)
+        if need > MERGER_MAX_BYTES:
+            raise MvcpaperError(f"JULE's merger would need {need / 2 ** 30:.0f} GB for ~{c} starting clusters of {n} "
+                                f"samples (at most {MERGER_MAX_BYTES / 2 ** 30:.0f} GB); use 'kmeans' or "
+                                "'dmvc_idec', which grow linearly, or cluster a subsample")
 
     @property
     def n_clusters(self) -> int:
@@ -435,12 +442,14 @@ class JULE(ClusterBase):
         rng = np.random.default_rng(int(self.random_state))
         gen = torch.Generator().manual_seed(int(self.random_state))
         tensors = [torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=dev) for x in inputs]
+        AffinityMerger.check_size(len(inputs[0]), len(inputs[0]) // 3)  # typical start, before the kNN graph
         W, nn_idx = knn_affinity(self._initial_representation(inputs), self.k_s)
         self.net_ = self._build_network(inputs).to(dev)
         self.opt_ = torch.optim.SGD(self._param_groups(), lr=self.lr, momentum=self.momentum,
                                     weight_decay=self.weight_decay)
         self.iteration_ = 0
         labels = initial_clusters(nn_idx, W, min_clusters=k)
+        AffinityMerger.check_size(len(labels), int(labels.max()) + 1)  # before any training
         plan, c = [], int(labels.max()) + 1  # merges per period, known from the start (for the bar)
         while c > k:
             plan.append(min(max(math.ceil(self.eta * c), 1), c - k))

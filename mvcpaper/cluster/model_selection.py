@@ -31,6 +31,12 @@ sets (``scripts/label_free_choices.py method``), it keeps a partition within .01
 the best candidate on all eight, JULE or DMVC-fix (JULE) wherever they lead (UMist .980
 where Ward's best is .775); the most central partition (highest mean NMI with the
 others), tried first, kept a Ward partition on seven of them, .04-.21 below the best.
+
+Large sets: the k estimators read a seeded random sample of at most
+:data:`K_SAMPLE_MAX` images (their Ward trees and distance matrices grow as n^2), and a
+candidate that refuses the set's size (Ward above
+:data:`~mvcpaper.cluster.baselines.MAX_AGGLOMERATIVE_SAMPLES`) is left out, with its
+reason in the candidates table.
 """
 from __future__ import annotations
 
@@ -49,10 +55,10 @@ from sklearn.neighbors import kneighbors_graph
 
 from ..errors import MvcpaperError, UnknownNameError
 from . import make_method
-from .jule import nearest_neighbours
+from .neighbours import nearest_neighbours
 
 __all__ = ["KEstimate", "K_ESTIMATORS", "estimate_k", "k_range", "CANDIDATES", "PartitionChoice",
-           "neighbour_consistency", "select_partition"]
+           "neighbour_consistency", "select_partition", "K_SAMPLE_MAX"]
 
 
 @dataclass
@@ -127,12 +133,20 @@ def _agreement(views, ks) -> np.ndarray:
 K_ESTIMATORS: dict[str, Callable] = {"silhouette": _silhouette, "eigengap": _eigengap, "agreement": _agreement}
 
 
-def estimate_k(views, estimator: str = "silhouette", k_min: int = 2, k_max: int | None = None) -> KEstimate:
+#: the k estimators read at most this many images (a seeded random sample of a larger set)
+K_SAMPLE_MAX = 10_000
+
+
+def estimate_k(views, estimator: str = "silhouette", k_min: int = 2, k_max: int | None = None,
+               seed: int = 0) -> KEstimate:
     """Estimate the number of clusters of ``views`` (an array or a list of L2-normalised
     views, one row per image) without labels; see the module's docstring."""
     if estimator not in K_ESTIMATORS:
         raise UnknownNameError("k estimator", estimator, K_ESTIMATORS)
     views = _as_views(views)
+    if len(views[0]) > K_SAMPLE_MAX:
+        rows = np.sort(np.random.default_rng(seed).choice(len(views[0]), K_SAMPLE_MAX, replace=False))
+        views = [v[rows] for v in views]
     ks = k_range(len(views[0]), k_min, k_max)
     scores = np.asarray(K_ESTIMATORS[estimator](views, ks), dtype=float)
     return KEstimate(int(ks[int(np.argmax(scores))]), estimator, ks, scores.tolist())
@@ -198,15 +212,19 @@ def select_partition(views: dict, k: int, seed: int = 0, device: str = "auto", p
                 jobs[(method, "+".join(names))] = [views[v] for v in names]
         else:
             jobs[(method, cc_name)] = cc
-    fits = []
+    fits, refused = [], []
     for (method, inp), X in jobs.items():
         t0 = time.perf_counter()
-        labels = np.asarray(fit(make_method(method, k, seed=seed, device=device, progress=progress), inp, X))
+        try:
+            labels = np.asarray(fit(make_method(method, k, seed=seed, device=device, progress=progress), inp, X))
+        except MvcpaperError as exc:  # the method refuses a set this large
+            refused.append({"method": method, "input": inp, "left out": str(exc)})
+            continue
         fits.append({"method": method, "input": inp, "labels": labels, "seconds": round(time.perf_counter() - t0, 2)})
     neighbours = nearest_neighbours(cc, min(CONSISTENCY_NEIGHBOURS, len(cc) - 1))[1]
     consistency = [neighbour_consistency(neighbours, f["labels"]) for f in fits]
     best = int(np.argmax(consistency))
     table = [{"method": f["method"], "input": f["input"], "consistency": round(c, 4), "seconds": f["seconds"]}
-             for f, c in zip(fits, consistency)]
+             for f, c in zip(fits, consistency)] + refused
     return PartitionChoice(fits[best]["labels"], fits[best]["method"], fits[best]["input"], table,
                            [f["labels"] for f in fits])

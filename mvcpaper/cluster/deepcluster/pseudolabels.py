@@ -2,14 +2,15 @@
 power iteration clustering, and sampling uniformly over the pseudo-classes."""
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from sklearn.neighbors import NearestNeighbors
 
 from .._base import check_n_clusters
 from ..kmeans import fill_empty_clusters, kmeans_plusplus, lloyd
+from ..neighbours import nearest_neighbours
 
 __all__ = ["pca_whiten", "kmeans_pseudolabels", "pic_cluster", "uniform_label_sampler"]
 
@@ -46,21 +47,27 @@ def pca_whiten(X: torch.Tensor, dim: int = 256, eps: float = 1e-5, seed: int = 0
 
 
 def kmeans_pseudolabels(X: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0,
-                        init: str = "random") -> tuple[np.ndarray, float]:
+                        init: str = "random", engine: str = "auto") -> tuple[np.ndarray, float]:
     """k-means (``n_iter`` Lloyd steps) that never leaves a cluster empty.
 
     ``init="random"`` starts from k distinct random points, as the reference code's
     faiss k-means does (cheap at large k); ``"k-means++"`` seeds greedily (sequential
     in k: 25 s for k=1000 on 7200 points on the CPU here).
 
-    Lloyd's steps re-seed an empty cluster with the point farthest from its centre; if
-    the final assignment still leaves a cluster empty (duplicated points), the point
-    farthest from its centre in the largest cluster is moved into it. Returns the labels
-    and the mean squared distance to the assigned centre.
+    ``engine``: ``"faiss"`` (faiss's Lloyd steps, which refill an empty cluster by splitting
+    a large one, as the reference code runs them), ``"torch"`` (:func:`~mvcpaper.cluster.kmeans.lloyd`,
+    which re-seeds it with the point farthest from its centre; on the tensor's device), or
+    ``"auto"``: faiss for a CPU tensor, torch for a CUDA one (faiss-gpu is not installed
+    by this package). If the final assignment still leaves a cluster empty (duplicated
+    points), the point farthest from its centre in the largest cluster is moved into it.
+    Returns the labels and the mean squared distance to the assigned centre.
     """
-
     n = X.shape[0]
     check_n_clusters(k, n)
+    if engine == "auto":
+        engine = "torch" if X.device.type == "cuda" else "faiss"
+    if engine not in ("faiss", "torch"):
+        raise ValueError(f"engine must be 'auto', 'faiss' or 'torch', not {engine!r}")
     gen = torch.Generator().manual_seed(int(seed))
     if init == "random":
         C0 = X[torch.randperm(n, generator=gen)[:k].to(X.device)].clone()
@@ -68,8 +75,17 @@ def kmeans_pseudolabels(X: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0
         C0 = kmeans_plusplus(X, k, gen)
     else:
         raise ValueError(f"init must be 'random' or 'k-means++', got {init!r}")
-    _, labels, d, _ = lloyd(X, C0, n_iter, tol=0.0)
-    labels, d = fill_empty_clusters(labels.cpu().numpy(), d.cpu().numpy(), k)
+    if engine == "torch":
+        _, labels, d, _ = lloyd(X, C0, n_iter, tol=0.0)
+        labels, d = labels.cpu().numpy(), d.cpu().numpy()
+    else:
+        Xn = np.ascontiguousarray(X.detach().cpu().numpy(), dtype=np.float32)
+        km = faiss.Kmeans(Xn.shape[1], k, niter=n_iter, seed=int(seed), min_points_per_centroid=1,
+                          max_points_per_centroid=n, verbose=False)
+        km.train(Xn, init_centroids=np.ascontiguousarray(C0.cpu().numpy(), dtype=np.float32))
+        d, labels = km.index.search(Xn, 1)
+        labels, d = labels.ravel().astype(np.int64), np.maximum(d.ravel(), 0)
+    labels, d = fill_empty_clusters(labels, d, k)
     return labels, float(d.mean())
 
 
@@ -88,9 +104,8 @@ def pic_cluster(X: np.ndarray, n_neighbors: int = 5, sigma: float = 0.2, alpha: 
     X = np.asarray(X, dtype=np.float32)
     n = len(X)
     kn = min(n_neighbors, n - 1)
-    dist, idx = NearestNeighbors(n_neighbors=kn + 1).fit(X).kneighbors(X)
-    dist, idx = dist[:, 1:], idx[:, 1:]  # drop each point itself
-    A = sp.csr_matrix((np.exp(-(dist ** 2) / sigma ** 2).ravel(), idx.ravel(), np.arange(0, n * kn + 1, kn)),
+    d2, idx = nearest_neighbours(X, kn)
+    A = sp.csr_matrix((np.exp(-d2 / sigma ** 2).ravel(), idx.ravel(), np.arange(0, n * kn + 1, kn)),
                       shape=(n, n))
     W = (A + A.T).tocsr()
     v = np.full(n, 1.0 / n)
