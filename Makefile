@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_knn.py
 	$(BIN)/python benchmarks/bench_deep.py
 	$(BIN)/python benchmarks/bench_deepcluster.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 notebooks: setup
 	$(BIN)/python scripts/make_notebooks.py

@@ -14,7 +14,7 @@ runs), ``<out>/bench_scale.png`` (log-log time and memory against n) and
 between the two largest sizes it finished).
 
 Usage: python benchmarks/bench_scale.py [--sizes 1000 10000 100000] [--methods kmeans jule ...]
-                                        [--timeout 600] [--out benchmarks/results]
+                                        [--timeout 600] [--out benchmarks/results] [--report-only]
 """
 from __future__ import annotations
 
@@ -94,12 +94,13 @@ def run(method: str, n: int, timeout: float) -> dict:
     return {**row, **json.loads(lines[-1])}
 
 
-def slope(rows: pd.DataFrame) -> float:
-    """Log-log slope of time against n between the two largest sizes finished."""
+def slope(rows: pd.DataFrame) -> tuple[float, str]:
+    """Log-log slope of time against n between the two largest sizes finished, and those sizes."""
     ok = rows[rows["status"] == "ok"].sort_values("n").tail(2)
     if len(ok) < 2:
-        return float("nan")
-    return float(np.diff(np.log(ok["seconds"])) / np.diff(np.log(ok["n"])))
+        return float("nan"), "-"
+    (t0, t1), (n0, n1) = ok["seconds"].to_numpy(), ok["n"].to_numpy()
+    return float(np.log(t1 / t0) / np.log(n1 / n0)), f"{n0}-{n1}"
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
@@ -127,6 +128,7 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--timeout", type=float, default=600, help="seconds per fit (default: 600)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--report-only", action="store_true", help="only redraw the table and plot from the CSV")
     p.add_argument("--child", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
@@ -138,12 +140,12 @@ def main() -> None:
     print(f"# machine: {platform.machine()}, {os.cpu_count()} cores; k={N_CLASSES}, {N_VIEWS} views of {DIM}-d",
           flush=True)
     new = []
-    for n in a.sizes:
+    for n in [] if a.report_only else a.sizes:
         for method in a.methods:
             row = {"method": method, "n": n, **run(method, n, a.timeout)}
             new.append(row)
             print(json.dumps(row), flush=True)
-    table = pd.DataFrame(new)
+    table = pd.DataFrame(new) if new else pd.DataFrame(columns=["method", "n"])
     if csv.exists():  # keep the rows of (method, n) pairs this run did not measure
         old = pd.read_csv(csv)
         done = set(zip(table["method"], table["n"]))
@@ -155,8 +157,9 @@ def main() -> None:
     cols = [c for c in ("method", "n", "status", "seconds", "peak_gb", "nmi", "note") if c in table]
     lines = ["# bench_scale", "", f"`python benchmarks/bench_scale.py` on {platform.machine()}, "
              f"{os.cpu_count()} cores; a seeded three-view mixture, k={N_CLASSES}, each method's defaults.", "",
-             table[cols].to_markdown(index=False, floatfmt=".3g"), "", "| method | log-log slope (two largest sizes) |",
-             "|---|---|", *(f"| {m} | {s:.2f} |" for m, s in slopes.items())]
+             table[cols].fillna({"note": ""}).to_markdown(index=False, floatfmt=".3g"), "",
+             "| method | log-log slope of time vs n | between n = |", "|---|---|---|",
+             *(f"| {m} | {s:.2f} | {between} |" for m, (s, between) in slopes.items())]
     (out / "bench_scale.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-len(slopes) - 2:]))
 
