@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("data", help="a data set name (coil100, umist, synthetic, ...) or a folder of images")
     dc.add_argument("--out", required=True, help="where history.csv, assignments.csv and checkpoint/ go")
     dc.add_argument("--data-root", default=None)
-    dc.add_argument("--k", type=int, default=None, help="pseudo-classes (default: 10x the classes, or 100)")
+    dc.add_argument("--k", type=int, default=None,
+                    help="pseudo-classes (default: 10x the classes, or 100; at most half the images)")
     defaults = DeepClusterSettings()
     for opt in ("arch", "input_size", "epochs", "fc_dim", "batch_size", "lr", "reassign"):
         value = getattr(defaults, opt)

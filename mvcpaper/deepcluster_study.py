@@ -53,12 +53,16 @@ def _checkpoint_dir(cfg, ds, s: DeepClusterSettings, k: int, epochs: int, seed: 
     return entry_path("deepcluster", f"{ds.name}-{s.arch}-k{k}-s{seed}-{stable_hash(key, 10)}", cache_dir=cfg.cache_dir)
 
 
+def _estimator(s: DeepClusterSettings, k: int, epochs: int, seed: int, device: str, progress: bool,
+               checkpoint_dir) -> DeepCluster:
+    return DeepCluster(n_clusters=k, arch=s.arch, input_size=s.input_size, sobel=s.sobel, clusterer=s.clusterer,
+                       epochs=epochs, fc_dim=s.fc_dim, batch_size=s.batch_size, lr=s.lr, reassign=s.reassign,
+                       crop_scale=tuple(s.crop_scale), device=device, random_state=seed, progress=progress,
+                       checkpoint_dir=checkpoint_dir)
+
+
 def _fit(cfg, ds, images, s: DeepClusterSettings, k: int, epochs: int, seed: int, progress: bool):
-    dc = DeepCluster(n_clusters=k, arch=s.arch, input_size=s.input_size, sobel=s.sobel, clusterer=s.clusterer,
-                     epochs=epochs, fc_dim=s.fc_dim, batch_size=s.batch_size, lr=s.lr, reassign=s.reassign,
-                     crop_scale=tuple(s.crop_scale), device=cfg.device,
-                     random_state=seed, progress=progress,
-                     checkpoint_dir=_checkpoint_dir(cfg, ds, s, k, epochs, seed))
+    dc = _estimator(s, k, epochs, seed, cfg.device, progress, _checkpoint_dir(cfg, ds, s, k, epochs, seed))
     return dc.fit(images, ds.labels)
 
 
@@ -70,16 +74,13 @@ def train_deepcluster(dataset, out_dir, settings: DeepClusterSettings | None = N
 
     Under ``torchrun`` it runs data parallel (call
     :func:`mvcpaper.cluster.deepcluster.init_from_env` first; see :class:`DeepCluster`),
-    and only rank 0 writes. ``settings``: :class:`DeepClusterSettings` (its ``k`` of
-    ``None`` means 10x the classes when known, else 100).
+    and only rank 0 writes. ``settings``: :class:`DeepClusterSettings` (k by its
+    :meth:`~DeepClusterSettings.resolved_k`).
     """
     s = settings or DeepClusterSettings()
     out = Path(out_dir)
-    k = s.k or (10 * dataset.n_classes if dataset.labels is not None else 100)
-    dc = DeepCluster(n_clusters=k, arch=s.arch, input_size=s.input_size, sobel=s.sobel, clusterer=s.clusterer,
-                     epochs=s.epochs, fc_dim=s.fc_dim, batch_size=s.batch_size, lr=s.lr, reassign=s.reassign,
-                     crop_scale=tuple(s.crop_scale), device=device, random_state=seed, progress=progress,
-                     checkpoint_dir=out / "checkpoint")
+    dc = _estimator(s, s.resolved_k(dataset.n_classes, len(dataset)), s.epochs, seed, device, progress,
+                    out / "checkpoint")
     dc.fit(load_image_tensor(dataset, s.input_size, progress=progress and distributed.world()[0] == 0),
            dataset.labels)
     if distributed.world()[0] == 0:

@@ -61,7 +61,8 @@ class DeepClusterSettings:
     max_images: int | None = None    # a class-stratified subset, to bound CPU time
 
     def resolved_k(self, n_classes: int, n_images: int) -> int:
-        return min(self.k or 10 * n_classes, n_images // 2)
+        """``k``, else 10x the classes (100 for an unlabelled set, ``n_classes == 0``), at most half the images."""
+        return min(self.k or (10 * n_classes if n_classes else 100), n_images // 2)
 
     def resolved_k_values(self, n_classes: int, n_images: int) -> list[int]:
         ks = self.k_values or [n_classes, 3 * n_classes, 10 * n_classes]

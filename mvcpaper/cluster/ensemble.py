@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.cluster.hierarchy import DisjointSet
 from sklearn.base import clone
 from sklearn.cluster import SpectralClustering
 
@@ -102,17 +103,10 @@ def weighted_average_linkage(D: np.ndarray, sizes: np.ndarray, n_clusters: int) 
         D[b], D[:, b] = np.inf, np.inf
         size[a] += size[b]
         alive[b] = False
-    parent = np.arange(m)
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    groups = DisjointSet(range(m))
     for _, a, b in sorted(merges, key=lambda t: t[0])[:m - n_clusters]:  # heights are monotone under UPGMA
-        parent[root(b)] = root(a)
-    return np.unique([root(i) for i in range(m)], return_inverse=True)[1]
+        groups.merge(a, b)
+    return np.unique([groups[i] for i in range(m)], return_inverse=True)[1]
 
 
 def co_association_consensus(partitions, n_clusters: int) -> np.ndarray:

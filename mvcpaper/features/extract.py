@@ -452,16 +452,19 @@ def _local_batches(run, images: TorchImageDataset, batch_size: int, num_workers:
     ``pad``: fill the last batch up to ``batch_size`` (one static shape for a compiled graph)."""
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                          pin_memory=dev.type == "cuda", persistent_workers=False)
+    for x, idx in loader:
+        n = x.shape[0]
+        if pad and n < batch_size:
+            x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
+        yield idx.numpy(), _run_batch(run, x, dev, precision)[:n]
+
+
+def _run_batch(run, x: torch.Tensor, dev, precision: str) -> np.ndarray:
+    """``run`` on the image batch ``x`` moved to ``dev``, under autocast for bf16/fp16: float32 features."""
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    with torch.inference_mode():
-        for x, idx in loader:
-            n = x.shape[0]
-            if pad and n < batch_size:
-                x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
-            x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                f = run(x)
-            yield idx.numpy(), f[:n].float().cpu().numpy()
+    x = x.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        return run(x).float().cpu().numpy()
 
 
 class _RayExtractor:
@@ -469,21 +472,14 @@ class _RayExtractor:
     ``{"index", "features"}`` (images decoded on the worker, so only indices and features travel)."""
 
     def __init__(self, dataset, spec, weights, layer, size, pool, precision, download):
-        self.dataset, self.transform = dataset, image_transform(spec, size)
+        self.dataset, self.transform, self.precision = dataset, image_transform(spec, size), precision
         self.device = resolve_device("auto")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        if spec.pixels:
-            self.run = nn.Flatten()
-        else:
-            model, _ = build_model(spec, weights, download=download)
-            self.run = FeatureExtractor(model, layer, pool=pool).to(self.device)
+        self.run, _, _ = _local_runner(spec, weights, layer, size, pool, self.device, "torch", False, 0, None,
+                                       download)
 
     def __call__(self, batch: dict) -> dict:
         x = torch.stack([self.transform(self.dataset.load_image(int(i))) for i in batch["index"]])
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype,
-                                                    enabled=self.amp_dtype is not None):
-            f = self.run(x.to(self.device))
-        return {"index": batch["index"], "features": f.float().cpu().numpy()}
+        return {"index": batch["index"], "features": _run_batch(self.run, x, self.device, self.precision)}
 
 
 def ray_batches(dataset, spec: BackboneSpec, weights, layer: str, size: int, pool: bool, precision: str,
