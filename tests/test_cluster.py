@@ -189,9 +189,3 @@ def test_methods_that_need_every_pair_refuse_sets_too_large_for_it(monkeypatch):
     monkeypatch.setattr(ensemble, "MAX_TAO_SAMPLES", 50)
     with pytest.raises(MvcpaperError, match="use 'mvec_coassoc'"):
         make_method("mvec_tao", 3).fit([np.zeros((51, 2), np.float32)] * 2)
-    from mvcpaper.cluster import jule
-
-    monkeypatch.setattr(jule, "MERGER_MAX_BYTES", 1000)
-    X, _ = make_blobs(60, 8, centers=3, random_state=0)
-    with pytest.raises(MvcpaperError, match="JULE's merger would need"):
-        make_method("jule", 3).fit(X.astype(np.float32))

@@ -48,17 +48,32 @@ def _agdl_affinity(W, labels):
     return A
 
 
-def test_incremental_affinity_matches_definition_after_merges():
+def _criterion(A, i, k_c, lam=1.0):
+    """JULE's merging criterion of cluster ``i`` from a full affinity matrix (brute force)."""
+    others = np.delete(A[i], i)
+    kc = min(k_c, len(others))
+    s = np.sort(others)[::-1][:kc]
+    return s[0] + lam / (kc - 1) * (s[0] - s[1:]).sum() if s[0] > 0 else -np.inf
+
+
+def test_every_merge_maximises_the_criterion_on_affinities_from_their_definition():
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(60, 5))
     W, idx = knn_affinity(Z, 6)
     merger = AffinityMerger(W, initial_clusters(idx), k_c=3)
     start = merger.n_clusters
-    merger.merge(start - 4)
-    assert merger.n_clusters == 4
-    ids = np.flatnonzero(merger.active)
-    brute = _agdl_affinity(W, merger.labels)
-    np.testing.assert_allclose(merger.A[np.ix_(ids, ids)], brute, rtol=1e-9)
+    for _ in range(start - 4):
+        ids = np.flatnonzero(merger.active)
+        brute = _agdl_affinity(W, merger.labels)
+        np.fill_diagonal(brute, 0.0)
+        stored = np.array([[merger.affinity(a, b) for b in ids] for a in ids])
+        np.testing.assert_allclose(stored, brute, rtol=1e-9, atol=1e-12)
+        scores = [_criterion(brute, i, 3) for i in range(len(ids))]
+        a, b = merger.merge_once()
+        pos = {c: i for i, c in enumerate(ids)}
+        assert scores[pos[a]] == pytest.approx(max(scores), rel=1e-9)
+        assert brute[pos[a], pos[b]] == pytest.approx(brute[pos[a]].max(), rel=1e-9)
+    assert merger.n_clusters == 4 == len(np.unique(merger.labels))
 
 
 def test_knn_graph_and_initial_clusters():
@@ -68,6 +83,20 @@ def test_knn_graph_and_initial_clusters():
     assert (W.data > 0).all() and (W.data <= 1).all()
     lab = initial_clusters(idx)
     assert lab[0] == lab[1] == lab[2] and lab[3] == lab[4] and lab[5] == lab[6] and len(set(lab)) == 3
+
+
+def test_large_sets_get_an_approximate_graph_close_to_the_exact_one(monkeypatch):
+    from mvcpaper.cluster import neighbours
+
+    rng = np.random.default_rng(0)
+    Z = (rng.normal(size=(40, 16))[rng.integers(0, 40, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
+    d_exact, i_exact = neighbours.nearest_neighbours(Z, 10)
+    monkeypatch.setattr(neighbours, "EXACT_MAX_ROWS", 1000)
+    d_approx, i_approx = neighbours.nearest_neighbours(Z, 10)
+    assert (i_approx >= 0).all() and not (i_approx == np.arange(3000)[:, None]).any()
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i_exact, i_approx)])
+    assert recall > 0.95 and (d_approx >= d_exact - 1e-4).all()  # never nearer than the true neighbours
+    assert (np.diff(d_approx, axis=1) >= -1e-6).all()
 
 
 def test_batches_hold_whole_clusters_and_triplets_respect_them():

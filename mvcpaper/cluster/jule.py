@@ -32,11 +32,13 @@ takes 10-15 periods, and every merge is made on the learned representation.
 The cluster affinity is maintained exactly and incrementally: with ``H`` the one-hot
 label matrix, ``M1 = H'W`` (in-weights from each cluster to each sample) and
 ``M2 = W H`` (out-weights), ``A_unsym[a, b] = sum_{j in b} M1[a, j] M2[j, a]``, which is
-additive in ``b``; a merge updates one row and one column in ``O(n + c)``. Memory is
-``O(n * c0)`` for ``c0`` initial clusters (about 0.4 GB for 7200 samples).
+additive in ``b``; a merge updates one row and one column. Every one of these matrices
+has at most ``n * k_s`` non-zero entries, which is all the merger stores
+(:class:`AffinityMerger`), so memory grows linearly with the number of samples.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import time
 
@@ -48,13 +50,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._utils import resolve_device, seeded, tqdm
-from ..errors import MvcpaperError
 from ..metrics import nmi
 from ..preprocessing import l2_normalize
 from ._base import ClusterBase, check_n_clusters
 from .neighbours import nearest_neighbours
 
-__all__ = ["JULE", "MERGER_MAX_BYTES", "knn_affinity", "initial_clusters", "AffinityMerger", "MLPEmbedding",
+__all__ = ["JULE", "knn_affinity", "initial_clusters", "AffinityMerger", "MLPEmbedding",
            "triplet_loss", "batch_triplets", "cluster_batches"]
 
 
@@ -97,17 +98,16 @@ def initial_clusters(nn_idx: np.ndarray, W=None, min_clusters: int = 1) -> np.nd
         keep &= ~np.isin(edge, weakest)
 
 
-#: memory the merger's dense matrices may take (see :meth:`AffinityMerger.check_size`)
-MERGER_MAX_BYTES = 8 * 2 ** 30
-
-
 class AffinityMerger:
-    """Greedy agglomeration under JULE's criterion with exact AGDL affinities.
+    """Greedy agglomeration under JULE's criterion with exact AGDL affinities, kept sparse.
 
-    It keeps dense cluster-by-sample and cluster-by-cluster matrices (``3 c n + 2 c^2``
-    floats for ``c`` starting clusters of ``n`` samples, about ``n / 3`` clusters from a
-    nearest-neighbour graph), so its memory grows as n^2: a set whose matrices would
-    exceed :data:`MERGER_MAX_BYTES` is refused (about 30,000 samples).
+    Every matrix of the incremental update (module docstring) is stored by its non-zero
+    entries only, as one dict per cluster: ``M1[a]`` (sample -> in-weight from ``a``),
+    ``M2[a]`` (sample -> out-weight to ``a``), ``U`` by rows and by columns, and the
+    symmetric affinity ``A[a]`` (neighbouring cluster -> affinity). A sample's ``k_s``
+    neighbours bound them all, so memory is ``O(n * k_s)`` whatever the number of clusters,
+    and a merge costs ``O(k_s * |a|)`` for the merged cluster ``a`` plus rescoring its
+    neighbours.
 
     Parameters
     ----------
@@ -125,56 +125,49 @@ class AffinityMerger:
         _, self.labels = np.unique(labels, return_inverse=True)
         self.labels = self.labels.astype(np.int64)
         n, c = len(self.labels), int(self.labels.max()) + 1
-        self.check_size(n, c)
         self.k_c, self.lam = max(int(k_c), 2), float(lam)
         H = sparse.csr_matrix((np.ones(n), (np.arange(n), self.labels)), shape=(n, c))
         W = sparse.csr_matrix(W, dtype=np.float64)
-        self.M1 = np.asarray((H.T @ W).todense())          # c x n: in-weight from cluster a to sample j
-        self.M2 = np.asarray((W @ H).todense())            # n x c: out-weight from sample j to cluster a
-        G = self.M1.T * self.M2                            # n x c
-        self.U = np.asarray((H.T @ G).T)                   # U[a, b] = sum_{j in b} G[j, a]
+        M1 = (H.T @ W).tocsr()                             # c x n: in-weight from cluster a to sample j
+        M2 = (W @ H).tocsc()                               # n x c: out-weight from sample j to cluster a
+        U = (H.T @ M1.T.multiply(M2)).T.tocsr()            # U[a, b] = sum_{j in b} M1[a, j] M2[j, a]
+        U.setdiag(0)
+        U.eliminate_zeros()
+        self.M1, self.M2 = _rows(M1), _rows(M2.T.tocsr())
+        self.U_rows, self.U_cols = _rows(U), _rows(U.T.tocsr())
         self.size = np.bincount(self.labels, minlength=c).astype(np.float64)
+        self.members = [list(m) for m in np.split(np.argsort(self.labels, kind="stable"),
+                                                  np.cumsum(self.size[:-1].astype(np.int64)))]
         self.active = np.ones(c, dtype=bool)
-        self.A = self.U / self.size[:, None] ** 2
-        self.A = self.A + self.A.T
-        np.fill_diagonal(self.A, -np.inf)
+        self._n_active = c
+        S = sparse.diags(1.0 / self.size ** 2) @ U
+        self.A = _rows((S + S.T).tocsr())
         self.score = np.empty(c)
         self.partner = np.empty(c, dtype=np.int64)
         for i in range(c):
             self._rescore(i)
 
-    @staticmethod
-    def check_size(n: int, c: int) -> None:
-        """A one-line error when merging ``c`` clusters of ``n`` samples needs more than
-        :data:`MERGER_MAX_BYTES` (JULE checks ``c = n / 3``, a nearest-neighbour graph's usual
-        count, before its exact kNN graph, which alone takes minutes at 100,000 samples; then
-        the real count)."""
-        need = 8 * (3 * c * n + 2 * c * c)
-        if need > MERGER_MAX_BYTES:
-            raise MvcpaperError(f"JULE's merger would need {need / 2 ** 30:.0f} GB for ~{c} starting clusters of {n} "
-                                f"samples (at most {MERGER_MAX_BYTES / 2 ** 30:.0f} GB); use 'kmeans' or "
-                                "'dmvc_idec', which grow linearly, or cluster a subsample")
-
     @property
     def n_clusters(self) -> int:
-        return int(self.active.sum())
+        return self._n_active
+
+    def affinity(self, a: int, b: int) -> float:
+        """AGDL's affinity between the clusters ``a`` and ``b`` (0 when no sample links them)."""
+        return self.A[a].get(b, 0.0)
 
     def _rescore(self, i: int):
-        if not self.active[i]:
-            self.score[i], self.partner[i] = -np.inf, -1
-            return
+        kc = min(self.k_c, self._n_active - 1)
         row = self.A[i]
-        kc = min(self.k_c, self.n_clusters - 1)
-        if kc < 1:
+        if not self.active[i] or kc < 1 or not row:
             self.score[i], self.partner[i] = -np.inf, -1
             return
-        top = np.argpartition(-row, kc - 1)[:kc]
-        top = top[np.argsort(-row[top])]
-        s = row[top]
+        top = heapq.nlargest(kc, row.items(), key=lambda item: item[1])
+        s = np.zeros(kc)  # active clusters with no link to i have affinity 0
+        s[:len(top)] = [v for _, v in top]
         best = s[0]
-        extra = self.lam / (kc - 1) * float(((best - s[1:]).clip(min=0)).sum()) if kc > 1 else 0.0
+        extra = self.lam / (kc - 1) * float((best - s[1:]).sum()) if kc > 1 else 0.0
         self.score[i] = best + extra if best > 0 else -np.inf
-        self.partner[i] = top[0]
+        self.partner[i] = top[0][0]
 
     def compact_labels(self) -> np.ndarray:
         _, lab = np.unique(self.labels, return_inverse=True)
@@ -187,44 +180,82 @@ class AffinityMerger:
         b = ids[ids != a][0]
         return a, b
 
-    def merge_once(self):
+    def merge_once(self) -> tuple[int, int]:
+        """Merge the pair that maximises the criterion; returns ``(a, b)``, ``b`` merged into ``a``."""
         i = int(np.argmax(self.score))
-        if not np.isfinite(self.score[i]):
-            a, b = self._fallback_pair()
-        else:
-            a, b = i, int(self.partner[i])
-        # clusters whose best partner or top-k_c may change: every neighbour of a or b
-        touched = set(np.flatnonzero(self.A[:, a] > 0)) | set(np.flatnonzero(self.A[:, b] > 0))
-        self.M1[a] += self.M1[b]
-        self.M2[:, a] += self.M2[:, b]
-        self.U[:, a] += self.U[:, b]
-        self.labels[self.labels == b] = a
+        a, b = self._fallback_pair() if not np.isfinite(self.score[i]) else (i, int(self.partner[i]))
+        touched = set(self.A[a]) | set(self.A[b])  # whose top-k_c may change
+        _add_into(self.M1, a, b)
+        _add_into(self.M2, a, b)
+        # U's column a gains column b (the members of b join a); rows a and b go, row a is rebuilt
+        for x, v in self.U_cols[b].items():
+            if x != a:
+                self.U_cols[a][x] = self.U_cols[a].get(x, 0.0) + v
+                row = self.U_rows[x]
+                row[a] = row.get(a, 0.0) + v
+                del row[b]
+        self.U_cols[b] = {}
+        for gone in (a, b):
+            for y in self.U_rows[gone]:
+                self.U_cols[y].pop(gone, None)
+            self.U_rows[gone] = {}
+        self.labels[self.members[b]] = a
+        self.members[a] += self.members[b]
+        self.members[b] = []
         self.size[a] += self.size[b]
         self.size[b] = 0
         self.active[b] = False
-        g = self.M1[a] * self.M2[:, a]
-        self.U[a] = np.bincount(self.labels, weights=g, minlength=len(self.size))
-        self.U[b] = 0
-        self.U[:, b] = 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            new = self.U[a] / self.size[a] ** 2 + np.where(self.active, self.U[:, a] / self.size ** 2, 0)
-        new[~self.active] = -np.inf
-        new[a] = -np.inf
-        self.A[a], self.A[:, a] = new, new
-        self.A[b], self.A[:, b] = -np.inf, -np.inf
-        touched |= set(np.flatnonzero(new > 0))
+        self._n_active -= 1
+        m1, m2 = self.M1[a], self.M2[a]
+        if len(m2) < len(m1):
+            m1, m2 = m2, m1
+        new_row = {}
+        for j, w in m1.items():
+            w2 = m2.get(j)
+            if w2 is not None:
+                t = int(self.labels[j])
+                if t != a:
+                    new_row[t] = new_row.get(t, 0.0) + w * w2
+        self.U_rows[a] = new_row
+        for y, v in new_row.items():
+            self.U_cols[y][a] = v
+        # A: only the pairs involving a or b change
+        for gone in (a, b):
+            for x in self.A[gone]:
+                self.A[x].pop(gone, None)
+            self.A[gone] = {}
+        size_a2 = self.size[a] ** 2
+        new_a = {x: new_row.get(x, 0.0) / size_a2 + self.U_cols[a].get(x, 0.0) / self.size[x] ** 2
+                 for x in set(new_row) | set(self.U_cols[a])}
+        self.A[a] = new_a
+        for x, v in new_a.items():
+            self.A[x][a] = v
+        touched |= set(new_a)
         touched.add(a)
         touched.discard(b)
         self._rescore(b)
         for t in touched:
-            if self.active[t]:
-                self._rescore(int(t))
+            self._rescore(t)
+        return a, b
 
     def merge(self, steps: int):
         for _ in range(int(steps)):
-            if self.n_clusters <= 1:
+            if self._n_active <= 1:
                 break
             self.merge_once()
+
+
+def _rows(M) -> list[dict]:
+    """Each row of a CSR matrix as a dict ``{column: value}``."""
+    return [dict(zip(M.indices[s:e].tolist(), M.data[s:e].tolist())) for s, e in zip(M.indptr[:-1], M.indptr[1:])]
+
+
+def _add_into(rows: list[dict], a: int, b: int):
+    """``rows[a] += rows[b]`` (the smaller dict added into the larger), ``rows[b]`` emptied."""
+    big, small = (rows[a], rows[b]) if len(rows[a]) >= len(rows[b]) else (rows[b], rows[a])
+    for j, v in small.items():
+        big[j] = big.get(j, 0.0) + v
+    rows[a], rows[b] = big, {}
 
 
 # --------------------------------------------------------------------------- network
@@ -308,8 +339,11 @@ class JULE(ClusterBase):
     each epoch's batches hold whole clusters (:func:`cluster_batches`) where the
     reference draws random batches of 100: with hundreds of clusters of 2-4 samples, a
     random batch holds almost no same-cluster pair to learn from; batches are 200
-    samples; and the initial clusters are split at their weakest links when there are
-    fewer than ``n_clusters`` of them (:func:`initial_clusters`).
+    samples; the initial clusters are split at their weakest links when there are
+    fewer than ``n_clusters`` of them (:func:`initial_clusters`); and for large sets only,
+    a period trains at most ``max_period_updates`` updates (above 10,000 samples) and the
+    kNN graphs are approximate (above 20,000, :func:`~mvcpaper.cluster.neighbours.nearest_neighbours`),
+    so that 100,000 samples cost about as many updates as 10,000 (``benchmarks/bench_scale.py``).
 
     Parameters
     ----------
@@ -335,6 +369,11 @@ class JULE(ClusterBase):
     margin, pos_weight : triplet loss settings.
     n_neg : int
         Negatives per anchor-positive pair.
+    max_period_updates : int or None
+        At most this many updates per period, in whole epochs (at least one): 20 epochs of
+        200-sample batches are 1000 updates at 10,000 samples, so smaller sets train their
+        full ``epochs_per_period``, and above that a period's cost stops growing with the
+        set (100,000 samples: 2 epochs). The reference counts epochs only; ``None`` does too.
     recluster : bool
         Cluster the final representation again from scratch (JULE-RC).
     device, random_state, progress : as everywhere.
@@ -350,7 +389,8 @@ class JULE(ClusterBase):
                  embed_dim: int = 160, hidden=(), epochs_per_period: int = 20, batch_size: int = 200,
                  lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-5, lr_decay: float = 1e-4,
                  lr_power: float = 0.75, margin: float = 0.2, pos_weight: float = 1.0, n_neg: int = 20,
-                 recluster: bool = True, device: str = "auto", random_state: int = 0, progress: bool = True):
+                 max_period_updates: int | None = 1000, recluster: bool = True, device: str = "auto",
+                 random_state: int = 0, progress: bool = True):
         self.n_clusters = n_clusters
         self.k_s = k_s
         self.k_c = k_c
@@ -368,6 +408,7 @@ class JULE(ClusterBase):
         self.margin = margin
         self.pos_weight = pos_weight
         self.n_neg = n_neg
+        self.max_period_updates = max_period_updates
         self.recluster = recluster
         self.device = device
         self.random_state = random_state
@@ -399,14 +440,21 @@ class JULE(ClusterBase):
         out = [self.net_([t[s:s + 1024] for t in tensors]).cpu() for s in range(0, n, 1024)]
         return torch.cat(out).numpy()
 
+    def _period_epochs(self, n: int) -> int:
+        """Epochs per period: ``epochs_per_period``, fewer when that exceeds ``max_period_updates``."""
+        if self.max_period_updates is None:
+            return int(self.epochs_per_period)
+        batches = math.ceil(n / self.batch_size)
+        return max(1, min(int(self.epochs_per_period), int(self.max_period_updates) // batches))
+
     def _train(self, tensors, labels: np.ndarray, rng: np.random.Generator, gen: torch.Generator,
                bar=None) -> float:
-        """``epochs_per_period`` epochs of the triplet loss on ``labels``; the mean loss."""
+        """:meth:`_period_epochs` epochs of the triplet loss on ``labels``; the mean loss."""
         dev = tensors[0].device
         lab = torch.as_tensor(labels)
         self.net_.train()
         total, count = 0.0, 0
-        for _ in range(self.epochs_per_period):
+        for _ in range(self.epochs_):
             for idx in cluster_batches(labels, self.batch_size, rng):
                 idx_t = torch.as_tensor(idx, device=dev)
                 a, p, n = batch_triplets(lab[idx], self.n_neg, gen)
@@ -442,20 +490,19 @@ class JULE(ClusterBase):
         rng = np.random.default_rng(int(self.random_state))
         gen = torch.Generator().manual_seed(int(self.random_state))
         tensors = [torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=dev) for x in inputs]
-        AffinityMerger.check_size(len(inputs[0]), len(inputs[0]) // 3)  # typical start, before the kNN graph
         W, nn_idx = knn_affinity(self._initial_representation(inputs), self.k_s)
         self.net_ = self._build_network(inputs).to(dev)
         self.opt_ = torch.optim.SGD(self._param_groups(), lr=self.lr, momentum=self.momentum,
                                     weight_decay=self.weight_decay)
         self.iteration_ = 0
         labels = initial_clusters(nn_idx, W, min_clusters=k)
-        AffinityMerger.check_size(len(labels), int(labels.max()) + 1)  # before any training
         plan, c = [], int(labels.max()) + 1  # merges per period, known from the start (for the bar)
         while c > k:
             plan.append(min(max(math.ceil(self.eta * c), 1), c - k))
             c -= plan[-1]
         self.history_ = []
-        bar = tqdm(total=len(plan) * self.epochs_per_period, desc=type(self).__name__, leave=False,
+        self.epochs_ = self._period_epochs(len(labels))
+        bar = tqdm(total=len(plan) * self.epochs_, desc=type(self).__name__, leave=False,
                    disable=not self.progress)
         Z = None
         for period, steps in enumerate(plan):
@@ -471,7 +518,7 @@ class JULE(ClusterBase):
             t2 = time.perf_counter()
             rec = {"period": period, "clusters_before": before, "clusters_after": merger.n_clusters, "loss": loss,
                    "train_seconds": round(t1 - t0, 3), "merge_seconds": round(t2 - t1, 3),
-                   "epochs": self.epochs_per_period}
+                   "epochs": self.epochs_}
             if y is not None:
                 rec["nmi"] = nmi(y, labels)
             self.history_.append(rec)

@@ -114,13 +114,13 @@ class DMVCJULE(JULE):
                  lam: float = 1.0, embed_dim: int = 160, hidden=(), epochs_per_period: int = 20,
                  batch_size: int = 200, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-5,
                  lr_decay: float = 1e-4, lr_power: float = 0.75, margin: float = 0.2, pos_weight: float = 1.0,
-                 n_neg: int = 20, recluster: bool = True, device: str = "auto", random_state: int = 0,
-                 progress: bool = True):
+                 n_neg: int = 20, max_period_updates: int | None = 1000, recluster: bool = True,
+                 device: str = "auto", random_state: int = 0, progress: bool = True):
         super().__init__(n_clusters=n_clusters, k_s=k_s, k_c=k_c, eta=eta, lam=lam, embed_dim=embed_dim,
                          hidden=hidden, epochs_per_period=epochs_per_period, batch_size=batch_size, lr=lr,
                          momentum=momentum, weight_decay=weight_decay, lr_decay=lr_decay, lr_power=lr_power,
-                         margin=margin, pos_weight=pos_weight, n_neg=n_neg, recluster=recluster, device=device,
-                         random_state=random_state, progress=progress)
+                         margin=margin, pos_weight=pos_weight, n_neg=n_neg, max_period_updates=max_period_updates,
+                         recluster=recluster, device=device, random_state=random_state, progress=progress)
         self.branch = branch
         self.branch_act = branch_act
         self.branch_norm = branch_norm
@@ -220,13 +220,15 @@ class DMVC(DMVCJULE):
                  embed_dim: int = 160, hidden=(), epochs_per_period: int = 20, batch_size: int = 200,
                  lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-5, lr_decay: float = 1e-4,
                  lr_power: float = 0.75, margin: float = 0.2, pos_weight: float = 1.0, n_neg: int = 20,
-                 recluster: bool = True, device: str = "auto", random_state: int = 0, progress: bool = True):
+                 max_period_updates: int | None = 1000, recluster: bool = True, device: str = "auto",
+                 random_state: int = 0, progress: bool = True):
         super().__init__(n_clusters=n_clusters, branch=branch, branch_act=branch_act, branch_norm=branch_norm,
                          k_s=k_s, k_c=k_c, eta=eta, lam=lam, embed_dim=embed_dim, hidden=hidden,
                          epochs_per_period=epochs_per_period,
                          batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          lr_decay=lr_decay, lr_power=lr_power, margin=margin, pos_weight=pos_weight, n_neg=n_neg,
-                         recluster=recluster, device=device, random_state=random_state, progress=progress)
+                         max_period_updates=max_period_updates, recluster=recluster, device=device,
+                         random_state=random_state, progress=progress)
         self.backbones = backbones
         self.weights = weights
         self.finetune_lr = finetune_lr
