@@ -6,7 +6,12 @@ Two inputs: the three EfficientNet-Lite views concatenated (7200 x 3840, the fir
 period of JULE on CC) and a 160-d embedding (JULE's later periods; a seeded Gaussian of
 that shape). Reports seconds, the ratio and the fraction of identical neighbours.
 
-Usage: MVCPAPER_DATA=../shared/data python benchmarks/bench_knn.py [--k 20]
+``--large N``: instead, the approximate graph that sets above ``EXACT_MAX_ROWS`` get, on
+``bench_scale.py``'s N-sample mixture (its three views concatenated, 3840-d, and a 160-d
+clustered embedding): its time, the exact search's time for 2000 seeded queries (scaled
+to all N, since the whole exact graph takes minutes), and the recall of those queries.
+
+Usage: MVCPAPER_DATA=../shared/data python benchmarks/bench_knn.py [--k 20] [--large 100000]
 """
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ import argparse
 import os
 import time
 
+import faiss
 import numpy as np
+from bench_scale import make_views
 from sklearn.neighbors import NearestNeighbors
 
-from mvcpaper.cluster.neighbours import nearest_neighbours
+from mvcpaper.cluster.neighbours import EXACT_MAX_ROWS, nearest_neighbours
 from mvcpaper.data import load_dataset
 from mvcpaper.features import OFFLINE_BACKBONES, extract_features
 from mvcpaper.preprocessing import l2_normalize
@@ -27,7 +34,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=os.environ.get("MVCPAPER_DATA", "../shared/data"))
     ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--large", type=int, help="rows of the mixture for the approximate graph")
     a = ap.parse_args()
+    if a.large:
+        large(a.large, a.k)
+        return
     ds = load_dataset("coil100", root=a.data_root)
     cc = np.concatenate([l2_normalize(extract_features(ds, b, progress=False)) for b in OFFLINE_BACKBONES], axis=1)
     inputs = {"views concatenated": cc.astype(np.float32),
@@ -43,6 +54,34 @@ def main():
         t_fa = time.perf_counter() - t0
         same = np.mean([len(set(r[1:]) & set(o)) / a.k for r, o in zip(ref, ours)])
         print(f"| {name} ({Z.shape[1]}-d) | {t_sk:.2f} | {t_fa:.2f} | {t_sk / t_fa:.1f}x | {same:.4f} |")
+
+
+def large(n: int, k: int, n_queries: int = 2000):
+    if n <= EXACT_MAX_ROWS:
+        raise SystemExit(f"--large must exceed EXACT_MAX_ROWS = {EXACT_MAX_ROWS}")
+    rng = np.random.default_rng(0)
+    views, y = make_views(n)
+    cc = np.concatenate(views, axis=1)
+    embedding = rng.normal(size=(100, 160))[y] + rng.normal(size=(n, 160))
+    inputs = {"views concatenated": cc / np.linalg.norm(cc, axis=1, keepdims=True),
+              "160-d embedding": embedding / np.linalg.norm(embedding, axis=1, keepdims=True)}
+    queries = rng.choice(n, n_queries, replace=False)
+    print(f"# bench_scale's mixture, {n} points, k={k}, {os.cpu_count()} cores\n")
+    print("| input | exact s (scaled from 2000 queries) | inverted file s | speed-up | recall |\n"
+          "|---|---:|---:|---:|---:|")
+    for name, Z in inputs.items():
+        Z = np.ascontiguousarray(Z, dtype=np.float32)
+        t0 = time.perf_counter()
+        flat = faiss.IndexFlatL2(Z.shape[1])
+        flat.add(Z)
+        exact = flat.search(Z[queries], k + 1)[1]
+        t_exact = (time.perf_counter() - t0) * n / n_queries
+        t0 = time.perf_counter()
+        approx = nearest_neighbours(Z, k)[1]
+        t_approx = time.perf_counter() - t0
+        recall = np.mean([len(set(e[e != q]) & set(r)) / k for e, r, q in zip(exact, approx[queries], queries)])
+        print(f"| {name} ({Z.shape[1]}-d) | {t_exact:.0f} | {t_approx:.0f} | {t_exact / t_approx:.1f}x | "
+              f"{recall:.4f} |")
 
 
 if __name__ == "__main__":
