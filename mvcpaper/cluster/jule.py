@@ -129,11 +129,11 @@ class AffinityMerger:
         H = sparse.csr_matrix((np.ones(n), (np.arange(n), self.labels)), shape=(n, c))
         W = sparse.csr_matrix(W, dtype=np.float64)
         M1 = (H.T @ W).tocsr()                             # c x n: in-weight from cluster a to sample j
-        M2 = (W @ H).tocsc()                               # n x c: out-weight from sample j to cluster a
-        U = (H.T @ M1.T.multiply(M2)).T.tocsr()            # U[a, b] = sum_{j in b} M1[a, j] M2[j, a]
+        M2 = (H.T @ W.T).tocsr()                           # c x n: out-weight from sample j to cluster a
+        U = (M1.multiply(M2) @ H).tocsr()                  # U[a, b] = sum_{j in b} M1[a, j] M2[a, j]
         U.setdiag(0)
         U.eliminate_zeros()
-        self.M1, self.M2 = _rows(M1), _rows(M2.T.tocsr())
+        self.M1, self.M2 = _rows(M1), _rows(M2)
         self.U_rows, self.U_cols = _rows(U), _rows(U.T.tocsr())
         self.size = np.bincount(self.labels, minlength=c).astype(np.float64)
         self.members = [list(m) for m in np.split(np.argsort(self.labels, kind="stable"),
