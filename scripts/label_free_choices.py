@@ -8,8 +8,9 @@ Usage::
 
 Sets: COIL-100 and UMist whole; COIL-100 with 10, 20 and 50 of its classes (evenly spaced
 class ids); UMist with its first 10 people; UMist + 20 COIL-100 objects mixed (40 classes);
-the synthetic set. Views: the offline preset's (EfficientNet-Lite0/1/2, L2-normalised,
-from the feature cache), rows of the whole set's features, so subsets extract nothing.
+COIL-100's every 7th image (10-11 per object); the synthetic set. Views: the offline
+preset's (EfficientNet-Lite0/1/2, L2-normalised, from the feature cache), rows of the
+whole set's features, so subsets extract nothing.
 
 ``k``: per set and estimator, k-hat, |k-hat - k| / k, seconds, and Ward's NMI on the
 concatenated views at k-hat and at the true k. ``method``: per set, at the true k, every
@@ -56,6 +57,9 @@ def labelled_sets():
     for n in (10, 20, 50):
         sets[f"coil100/{n} classes"] = pick("coil100", np.arange(0, 100, 100 // n))
     sets["umist/10 people"] = pick("umist", np.arange(10))
+    views, y, key = full["coil100"]  # 10-11 images per object, as a folder of every 7th image
+    rows = np.arange(0, len(y), 7)
+    sets["coil100/every 7th image"] = ({b: v[rows] for b, v in views.items()}, y[rows], {**key, "rows": "every 7th"})
     cv, cy, ck = pick("coil100", np.arange(0, 100, 5))
     uv, uy, uk = full["umist"]
     sets["umist + 20 coil objects"] = ({b: np.concatenate([uv[b], cv[b]]) for b in uv},

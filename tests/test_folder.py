@@ -128,7 +128,7 @@ def _three_views(n_clusters=6, per=30, seed=0):
     return views, y
 
 
-@pytest.mark.parametrize("estimator", ["silhouette", "eigengap", "agreement"])
+@pytest.mark.parametrize("estimator", ["jule", "silhouette", "eigengap", "agreement"])
 def test_estimate_k_finds_well_separated_clusters(estimator):
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(7), 25)
@@ -139,6 +139,33 @@ def test_estimate_k_finds_well_separated_clusters(estimator):
     got = estimate_k(views, estimator)
     assert got.k == 7, got.as_dict()
     assert got.as_dict()["k_range"] == [2, 35]
+
+
+def _chains(n_classes=5, per=60, seed=0):
+    """Each class a long, thin chain (a noisy segment) in 16-d: compact pieces of one chain
+    are farther apart than neighbouring points, as faces of one person over many poses."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_classes), per)
+    t = np.tile(np.linspace(0, 1, per), n_classes)[:, None]
+    start, direction = rng.normal(size=(n_classes, 16)) * 2, rng.normal(size=(n_classes, 16))
+    direction *= 30 / np.linalg.norm(direction, axis=1, keepdims=True)
+    X = start[y] + t * direction[y] + 0.05 * rng.normal(size=(len(y), 16))
+    return [X.astype(np.float32)], y
+
+
+def test_jule_estimate_follows_chains_that_the_silhouette_cuts_into_pieces():
+    views, y = _chains()
+    jule, silhouette = estimate_k(views, "jule"), estimate_k(views, "silhouette")
+    assert abs(jule.k - 5) <= 1, jule.as_dict()
+    assert abs(silhouette.k - 5) > abs(jule.k - 5) + 2, silhouette.k
+
+
+def test_jule_estimate_without_an_unlinked_point_falls_back_to_the_silhouette(monkeypatch):
+    from mvcpaper.cluster import model_selection
+
+    views, _ = _chains(n_classes=3, per=20)
+    monkeypatch.setattr(model_selection, "UNLINKED_NEIGHBOURS", 59)  # a complete graph: every pair linked
+    assert estimate_k(views, "jule").k == estimate_k(views, "silhouette").k
 
 
 def test_select_partition_keeps_a_partition_that_beats_every_single_view():
@@ -232,7 +259,7 @@ def test_cluster_cli_defaults_choose_k_and_method_without_labels(capsys, tmp_pat
     assert main(["cluster", str(root), "--out", str(out), "--backbones", "pixels", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["labels"] == "unlabelled" and summary["k"] == 3
-    assert summary["k_choice"]["estimator"] == "silhouette"
+    assert summary["k_choice"]["estimator"] == "jule"
     chosen = summary["method_choice"]
     assert [(c["method"], c["input"]) for c in chosen["candidates"]] == [  # one view: it is CC, no MVnet
         ("kmeans", "pixels"), ("agglomerative", "pixels"), ("jule", "pixels")]

@@ -144,6 +144,7 @@ class AffinityMerger:
         self.A = _rows((S + S.T).tocsr())
         self.score = np.empty(c)
         self.partner = np.empty(c, dtype=np.int64)
+        self.last_affinity = 0.0  # of the latest merge's pair
         for i in range(c):
             self._rescore(i)
 
@@ -184,6 +185,7 @@ class AffinityMerger:
         """Merge the pair that maximises the criterion; returns ``(a, b)``, ``b`` merged into ``a``."""
         i = int(np.argmax(self.score))
         a, b = self._fallback_pair() if not np.isfinite(self.score[i]) else (i, int(self.partner[i]))
+        self.last_affinity = self.affinity(a, b)
         touched = set(self.A[a]) | set(self.A[b])  # whose top-k_c may change
         _add_into(self.M1, a, b)
         _add_into(self.M2, a, b)
@@ -238,11 +240,17 @@ class AffinityMerger:
             self._rescore(t)
         return a, b
 
-    def merge(self, steps: int):
+    def merge(self, steps: int) -> list[tuple[int, float]]:
+        """Up to ``steps`` merges; for each, the clusters before it and the merged pair's
+        affinity (0: no two clusters share a kNN link any more, the pair is a fallback)."""
+        made = []
         for _ in range(int(steps)):
             if self._n_active <= 1:
                 break
+            c = self._n_active
             self.merge_once()
+            made.append((c, self.last_affinity))
+        return made
 
 
 def _rows(M) -> list[dict]:
@@ -382,7 +390,10 @@ class JULE(ClusterBase):
     ----------
     labels_, embedding_ (the final representation of the training data), history_ (one
     dict per period: clusters before and after its merges, the training loss, seconds,
-    and ``nmi`` when ``fit`` was given true labels ``y``, which are only logged).
+    and ``nmi`` when ``fit`` was given true labels ``y``, which are only logged),
+    merge_affinity_ (clusters before a merge -> the merged pair's affinity, over every
+    period: it reaches 0 once no two clusters share a kNN link in the learned embedding,
+    the basis of the ``jule`` estimate of k in :mod:`~mvcpaper.cluster.model_selection`).
     """
 
     def __init__(self, n_clusters: int = 8, k_s: int = 20, k_c: int = 5, eta: float = 0.2, lam: float = 1.0,
@@ -500,7 +511,7 @@ class JULE(ClusterBase):
         while c > k:
             plan.append(min(max(math.ceil(self.eta * c), 1), c - k))
             c -= plan[-1]
-        self.history_ = []
+        self.history_, self.merge_affinity_ = [], {}
         self.epochs_ = self._period_epochs(len(labels))
         bar = tqdm(total=len(plan) * self.epochs_, desc=type(self).__name__, leave=False,
                    disable=not self.progress)
@@ -513,7 +524,7 @@ class JULE(ClusterBase):
             W, _ = knn_affinity(Z, self.k_s)
             merger = AffinityMerger(W, labels, self.k_c, self.lam)
             before = merger.n_clusters
-            merger.merge(steps)
+            self.merge_affinity_.update(merger.merge(steps))
             labels = merger.compact_labels()
             t2 = time.perf_counter()
             rec = {"period": period, "clusters_before": before, "clusters_after": merger.n_clusters, "loss": loss,
