@@ -67,9 +67,13 @@ def _kernel_manager(log_path: Path):
     return KernelManager
 
 
+def _print_now(line: str):
+    print(line, flush=True)
+
+
 def reproduce(preset: str = "auto", data_root=None, out_dir=".", device: str = "auto", cache_dir=None,
               datasets=None, backbones=None, notebooks=None, notebooks_path=None, kernel: str | None = None,
-              seeds=None, log=print, stream: bool = False) -> Path:
+              seeds=None, log=None, stream: bool = False) -> Path:
     """Execute the notebooks with papermill; return the run folder.
 
     Every data set, backbone and weights file is checked before the first notebook starts.
@@ -78,7 +82,8 @@ def reproduce(preset: str = "auto", data_root=None, out_dir=".", device: str = "
     ``<out_dir>/tables/`` and figures to ``<out_dir>/figures/``. With ``stream``, the
     kernels' stderr (progress bars, warnings) is shown on this process' stderr. A notebook
     stopped by a user-fixable error raises :class:`~mvcpaper.errors.MvcpaperError` naming
-    the notebook, the error and the executed copy that holds the traceback.
+    the notebook, the error and the executed copy that holds the traceback. ``log`` takes
+    each progress line (default: printed and flushed, so a pipe shows it at once).
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -90,6 +95,7 @@ def reproduce(preset: str = "auto", data_root=None, out_dir=".", device: str = "
                   cache_dir=cache_dir)  # fails fast on a bad name, missing data or missing weights
     for name in cfg.datasets:
         cfg.load(name)  # reads every data set's layout now, not in the middle of a notebook
+    log = log or _print_now
     log(cfg.describe())
     out = Path(out_dir).resolve()
     run_dir = out / "runs" / f"{datetime.now():%Y%m%d-%H%M%S}-{preset}"

@@ -108,7 +108,10 @@ def test_ctrl_c_stops_reproduce_with_one_line(tmp_path):
 
     proc = subprocess.Popen([sys.executable, "-m", "mvcpaper.cli", "reproduce", "--preset", "smoke", "--quiet",
                              "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # as from a terminal: a runner started in the background ignores SIGINT,
+                            # and its children would inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:  # the second notebook has started: stop it in the middle, as Ctrl-C does
         if "[02_features] running" in line:
             break
