@@ -47,8 +47,10 @@ def labelled_sets():
     full["synthetic"] = (smoke.views(ds, progress=False), ds.labels, feature_key(smoke, ds))
 
     def pick(name, classes):
+        return take(name, np.flatnonzero(np.isin(full[name][1], classes)))
+
+    def take(name, rows):
         views, y, key = full[name]
-        rows = np.flatnonzero(np.isin(y, classes))
         digest = hashlib.sha256(rows.tobytes()).hexdigest()[:12]
         return ({b: v[rows] for b, v in views.items()}, np.unique(y[rows], return_inverse=True)[1],
                 {**key, "rows": digest})
@@ -57,9 +59,8 @@ def labelled_sets():
     for n in (10, 20, 50):
         sets[f"coil100/{n} classes"] = pick("coil100", np.arange(0, 100, 100 // n))
     sets["umist/10 people"] = pick("umist", np.arange(10))
-    views, y, key = full["coil100"]  # 10-11 images per object, as a folder of every 7th image
-    rows = np.arange(0, len(y), 7)
-    sets["coil100/every 7th image"] = ({b: v[rows] for b, v in views.items()}, y[rows], {**key, "rows": "every 7th"})
+    # 10-11 images per object, as a folder of every 7th image
+    sets["coil100/every 7th image"] = take("coil100", np.arange(0, len(full["coil100"][1]), 7))
     cv, cy, ck = pick("coil100", np.arange(0, 100, 5))
     uv, uy, uk = full["umist"]
     sets["umist + 20 coil objects"] = ({b: np.concatenate([uv[b], cv[b]]) for b in uv},

@@ -144,7 +144,6 @@ class AffinityMerger:
         self.A = _rows((S + S.T).tocsr())
         self.score = np.empty(c)
         self.partner = np.empty(c, dtype=np.int64)
-        self.last_affinity = 0.0  # of the latest merge's pair
         for i in range(c):
             self._rescore(i)
 
@@ -181,11 +180,16 @@ class AffinityMerger:
         b = ids[ids != a][0]
         return a, b
 
+    def _next_pair(self) -> tuple[int, int]:
+        """The pair that maximises the criterion (a fallback pair when none is linked)."""
+        i = int(np.argmax(self.score))
+        return self._fallback_pair() if not np.isfinite(self.score[i]) else (i, int(self.partner[i]))
+
     def merge_once(self) -> tuple[int, int]:
         """Merge the pair that maximises the criterion; returns ``(a, b)``, ``b`` merged into ``a``."""
-        i = int(np.argmax(self.score))
-        a, b = self._fallback_pair() if not np.isfinite(self.score[i]) else (i, int(self.partner[i]))
-        self.last_affinity = self.affinity(a, b)
+        return self._merge(*self._next_pair())
+
+    def _merge(self, a: int, b: int) -> tuple[int, int]:
         touched = set(self.A[a]) | set(self.A[b])  # whose top-k_c may change
         _add_into(self.M1, a, b)
         _add_into(self.M2, a, b)
@@ -247,9 +251,9 @@ class AffinityMerger:
         for _ in range(int(steps)):
             if self._n_active <= 1:
                 break
-            c = self._n_active
-            self.merge_once()
-            made.append((c, self.last_affinity))
+            a, b = self._next_pair()
+            made.append((self._n_active, self.affinity(a, b)))
+            self._merge(a, b)
         return made
 
 
