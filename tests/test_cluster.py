@@ -186,6 +186,6 @@ def test_methods_that_need_every_pair_refuse_sets_too_large_for_it(monkeypatch):
     many = [np.arange(12) % 6, np.arange(12) % 4]  # 12 distinct label pairs
     with pytest.raises(MvcpaperError, match="12 distinct label combinations"):
         ensemble.co_association_consensus(many, 2)
-    monkeypatch.setattr(ensemble, "MAX_TAO_SAMPLES", 50)
-    with pytest.raises(MvcpaperError, match="use 'mvec_coassoc'"):
-        make_method("mvec_tao", 3).fit([np.zeros((51, 2), np.float32)] * 2)
+    monkeypatch.setattr(ensemble, "MAX_TAO_MICRO_CLUSTERS", 5)
+    with pytest.raises(MvcpaperError, match="12 distinct label combinations.*use 'mvec_coassoc'"):
+        make_method("mvec_tao", 2).consensus([[p] for p in many])

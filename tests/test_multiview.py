@@ -5,6 +5,7 @@ import torch
 
 from mvcpaper.cluster import JULE, co_association_consensus, make_method
 from mvcpaper.cluster.ensemble import (
+    block_spectral_clustering,
     co_association,
     low_rank_sparse_consensus,
     micro_clusters,
@@ -195,6 +196,35 @@ def test_low_rank_sparse_consensus_recovers_the_shared_structure():
     assert iterations < 200
     assert np.abs(Z - truth).mean() < 0.5 * min(np.abs(s - truth).mean() for s in S)
     np.testing.assert_allclose(Z + E[0], S[0], atol=1e-4)  # the constraint holds
+
+
+def test_consensus_on_micro_clusters_solves_the_problem_of_the_samples():
+    """Weighted m x m iterations give the n x n solution, block by block (n = 30 samples, small
+    enough for an exact singular value thresholding on both sides)."""
+    y, parts = _noisy_partitions(n=30, k=3, flip=0.3)
+    group, reps = micro_clusters(parts)
+    assert len(reps) < 30
+    Z, E, iterations = low_rank_sparse_consensus([co_association([p]) for p in parts])
+    Zm, Em, iterations_m = low_rank_sparse_consensus([co_association([p[reps]]) for p in parts],
+                                                     sizes=np.bincount(group))
+    assert iterations_m == iterations
+    np.testing.assert_allclose(Zm[group][:, group], Z, atol=1e-6)
+    np.testing.assert_allclose(Em[1][group][:, group], E[1], atol=1e-6)
+
+
+def test_block_spectral_clustering_is_spectral_clustering_of_the_expanded_affinity():
+    from sklearn.cluster import SpectralClustering
+
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1, 6, size=40)
+    centre = rng.normal(size=(40, 4)) + 3 * np.eye(4)[rng.integers(0, 4, 40)]
+    W = np.exp(-((centre[:, None] - centre[None]) ** 2).sum(-1) / 4)
+    group = np.repeat(np.arange(40), sizes)
+    theirs = SpectralClustering(4, affinity="precomputed", assign_labels="cluster_qr",
+                                random_state=0).fit_predict(W[group][:, group])
+    ours = block_spectral_clustering(W, sizes, 4)[group]
+    assert nmi(theirs, ours) == pytest.approx(1.0)
+    assert len(np.unique(ours)) == 4
 
 
 def test_mvec_tao_beats_every_view_and_the_co_association_consensus():

@@ -15,6 +15,10 @@ registered method, JULE by default):
   The paper couples a spectral-clustering term to this objective and solves the two
   jointly; we solve the decomposition first and cluster ``Z`` after it (the consensus is
   the same model; only the joint update of the spectral embedding is left out).
+  Both steps run exactly on the micro-clusters (samples with the same label in every base
+  partition): their rows of every ``S_v`` are equal, every iterate keeps that block
+  structure, so the n x n problem reduces to an m x m one with the block sizes as weights
+  (m, the distinct label combinations, is a few hundred on COIL-100's 7200 images).
 - :class:`MVECCoassoc` (``mvec_coassoc``): the co-association consensus (Fred & Jain
   2005), the variant the paper's authors used in their own tutorial: the mean of the
   ``S_v`` clustered by average-linkage agglomeration.
@@ -25,9 +29,9 @@ import math
 
 import numpy as np
 import torch
+from scipy import linalg
 from scipy.cluster.hierarchy import DisjointSet
 from sklearn.base import clone
-from sklearn.cluster import SpectralClustering
 
 from .._utils import resolve_device
 from ..errors import MvcpaperError
@@ -35,7 +39,8 @@ from ._base import ClusterBase, check_n_clusters
 from .jule import JULE
 
 __all__ = ["MVECTao", "MVECCoassoc", "co_association", "co_association_consensus", "low_rank_sparse_consensus",
-           "micro_clusters", "weighted_average_linkage", "MAX_MICRO_CLUSTERS", "MAX_TAO_SAMPLES"]
+           "micro_clusters", "weighted_average_linkage", "block_spectral_clustering", "MAX_MICRO_CLUSTERS",
+           "MAX_TAO_MICRO_CLUSTERS"]
 
 
 def co_association(partitions) -> np.ndarray:
@@ -56,8 +61,8 @@ def co_association(partitions) -> np.ndarray:
 #: clusters: its m x m distances take 8 m^2 bytes (3.2 GB at 20,000)
 MAX_MICRO_CLUSTERS = 20_000
 
-#: largest set :class:`MVECTao` accepts: it keeps about a dozen n x n float32 matrices (4.5 GB at 10,000)
-MAX_TAO_SAMPLES = 10_000
+#: most micro-clusters :class:`MVECTao` accepts: it keeps about a dozen m x m float32 matrices (4.5 GB at 10,000)
+MAX_TAO_MICRO_CLUSTERS = 10_000
 
 
 def micro_clusters(partitions) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +162,8 @@ def _singular_value_threshold(B: torch.Tensor, tau: float, rank: int) -> tuple[t
 
 
 def low_rank_sparse_consensus(S: list[np.ndarray], lam: float | None = None, mu: float | None = None,
-                              rho: float = 1.5, tol: float = 1e-6, max_iter: int = 200, device: str = "cpu"):
+                              rho: float = 1.5, tol: float = 1e-6, max_iter: int = 200, sizes=None,
+                              device: str = "cpu"):
     """Solve ``min ||Z||_* + lam sum_v ||E_v||_1  s.t.  S_v = Z + E_v`` for symmetric ``S_v``.
 
     Inexact augmented Lagrangian method (as Lin, Chen & Ma's robust PCA solver, with the
@@ -166,17 +172,29 @@ def low_rank_sparse_consensus(S: list[np.ndarray], lam: float | None = None, mu:
     and ``mu *= rho``; stops when every constraint holds to ``tol`` relative to ``||S_v||_F``.
     ``lam`` defaults to robust PCA's ``1 / sqrt(n)``; ``mu`` to ``1.25 / ||mean S_v||_2``.
 
-    Returns ``(Z, E, iterations)`` with ``E`` a list, numpy arrays.
+    ``sizes`` (m,), when given, says that row and column ``a`` of the m x m ``S_v`` stand
+    for ``sizes[a]`` identical samples: the problem solved is the n x n one (n = the sum)
+    of the expanded matrices, whose solution is block-constant, exactly. In the coordinates
+    ``X' = X * sqrt(s_a s_b)`` the nuclear and Frobenius norms are those of the expanded
+    matrices and the l1 norm is weighted by ``sqrt(s_a s_b)``, so the iterations are the
+    unweighted ones with a soft threshold scaled per entry.
+
+    Returns ``(Z, E, iterations)`` (per block when ``sizes`` is given), ``E`` a list, numpy arrays.
     """
-    n = S[0].shape[0]
-    if any(s.shape != (n, n) for s in S):
-        raise ValueError(f"co-association matrices must all be {n} x {n}; got {[s.shape for s in S]}")
-    dtype = torch.float64 if n <= 3000 else torch.float32  # float32 halves the memory of large sets
-    Ss = [torch.as_tensor(s, dtype=dtype, device=device) for s in S]
-    lam = 1.0 / math.sqrt(n) if lam is None else float(lam)
+    m = S[0].shape[0]
+    if any(s.shape != (m, m) for s in S):
+        raise ValueError(f"co-association matrices must all be {m} x {m}; got {[s.shape for s in S]}")
+    sizes = np.ones(m) if sizes is None else np.asarray(sizes, dtype=np.float64)
+    if sizes.shape != (m,) or (sizes < 1).any():
+        raise ValueError(f"sizes must be {m} positive counts, one per row of S; got shape {sizes.shape}")
+    dtype = torch.float64 if m <= 3000 else torch.float32  # float32 halves the memory of large sets
+    root = torch.as_tensor(np.sqrt(sizes), dtype=dtype, device=device)
+    G = root[:, None] * root[None, :]                                 # sqrt(s_a s_b)
+    Ss = [torch.as_tensor(s, dtype=dtype, device=device) * G for s in S]
+    lam = 1.0 / math.sqrt(sizes.sum()) if lam is None else float(lam)
     mean = sum(Ss) / len(Ss)
     if mu is None:  # robust PCA's 1.25 / ||.||_2, the norm by power iteration (a full SVD costs minutes)
-        v = torch.ones(n, 1, dtype=dtype, device=device)
+        v = torch.ones(m, 1, dtype=dtype, device=device)
         for _ in range(50):
             v = mean @ v
             v /= torch.linalg.vector_norm(v)
@@ -185,7 +203,7 @@ def low_rank_sparse_consensus(S: list[np.ndarray], lam: float | None = None, mu:
     Z = torch.zeros_like(Ss[0])
     E = [torch.zeros_like(s) for s in Ss]
     Y = [torch.zeros_like(s) for s in Ss]
-    B, T = torch.empty_like(Z), torch.empty_like(Z)  # work buffers: n x n temporaries cost more than the sums
+    B, T, threshold = torch.empty_like(Z), torch.empty_like(Z), torch.empty_like(Z)  # work buffers
     it, rank = 0, 16
     while it < max_iter:
         it += 1
@@ -195,10 +213,11 @@ def low_rank_sparse_consensus(S: list[np.ndarray], lam: float | None = None, mu:
         B.div_(len(Ss))
         Z, kept = _singular_value_threshold(B, 1.0 / (mu * len(Ss)), rank)
         rank = max(16, kept + 10)
+        torch.mul(G, lam / mu, out=threshold)
         gap = 0.0
         for s, e, y in zip(Ss, E, Y):
             T.copy_(y).div_(mu).add_(s).sub_(Z)                      # E_v = shrink(S_v - Z + Y_v / mu)
-            torch.clamp(T, -lam / mu, lam / mu, out=e)
+            torch.minimum(torch.maximum(T, -threshold, out=e), threshold, out=e)
             e.neg_().add_(T)
             T.copy_(s).sub_(Z).sub_(e)                               # the constraint's residual
             y.add_(T, alpha=mu)
@@ -206,7 +225,39 @@ def low_rank_sparse_consensus(S: list[np.ndarray], lam: float | None = None, mu:
         mu *= rho
         if gap < tol:
             break
-    return Z.cpu().numpy(), [e.cpu().numpy() for e in E], it
+    return (Z / G).cpu().numpy(), [(e / G).cpu().numpy() for e in E], it
+
+
+def _cluster_qr(vectors: np.ndarray) -> np.ndarray:
+    """Labels from a spectral embedding by column-pivoted QR (Damle, Minden & Ying 2019): the
+    pivots pick one representative row per cluster, each row goes to the representative
+    direction it is most aligned with after an orthogonal rotation."""
+    k = vectors.shape[1]
+    piv = linalg.qr(vectors.T, pivoting=True, mode="r")[1]
+    u, _, vt = linalg.svd(vectors[piv[:k]].T)
+    return np.abs(vectors @ (u @ vt)).argmax(1)
+
+
+def block_spectral_clustering(W: np.ndarray, sizes, n_clusters: int) -> np.ndarray:
+    """Spectral clustering of the n x n affinity whose blocks of ``sizes[a] x sizes[b]``
+    samples all equal ``W[a, b]``, computed on the m x m ``W``: one label per block.
+
+    It is scikit-learn's ``SpectralClustering(affinity="precomputed",
+    assign_labels="cluster_qr")`` on the expanded matrix: the normalised Laplacian (self
+    loops left out of the degrees, as scipy's), its ``n_clusters`` leading eigenvectors
+    divided by the square root of the degrees, cluster-QR labels. Eigenvectors of the
+    expanded matrix are either constant on every block (those of the m x m matrix below)
+    or sum to zero inside one block with eigenvalue ``-W[a, a] / degree``; the leading
+    ones are the former, so the embedding has one row per block.
+    """
+    s = np.asarray(sizes, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    degree = W @ s - np.diag(W)
+    degree[degree <= 0] = 1.0  # an isolated sample, as scipy's Laplacian treats it
+    scale = np.sqrt(s / degree)
+    reduced = scale[:, None] * W * scale[None, :] - np.diag(np.diag(W) / degree)
+    vectors = linalg.eigh(reduced, subset_by_index=[len(s) - n_clusters, len(s) - 1])[1]
+    return _cluster_qr(vectors / np.sqrt(s * degree)[:, None])
 
 
 class _MultiViewEnsemble(ClusterBase):
@@ -233,11 +284,7 @@ class _MultiViewEnsemble(ClusterBase):
                           for r in range(int(self.n_partitions))])
         return parts
 
-    def _check_size(self, n: int) -> None:
-        """Refuse, before any base partition, a set too large for the consensus (none here)."""
-
     def fit(self, X, y=None):
-        self._check_size(len(self._multiview(X)[0]))
         self.partitions_ = self._base_partitions(X)
         self._set_labels(self.consensus(self.partitions_))
         return self
@@ -283,7 +330,12 @@ class MVECTao(_MultiViewEnsemble):
 
     Attributes
     ----------
-    labels_, partitions_, consensus_ (``Z``), n_iter_.
+    labels_, partitions_, n_iter_
+    groups_ : ndarray (n_samples,)
+        Each sample's micro-cluster (same label in every base partition).
+    consensus_ : ndarray (m, m) or None
+        ``Z`` between micro-clusters (``consensus_[groups_][:, groups_]`` is the n x n one);
+        None when there are no more micro-clusters than clusters (each is one cluster).
     """
 
     def __init__(self, n_clusters: int = 8, base=None, n_partitions: int = 1, lam: float | None = None,
@@ -293,22 +345,21 @@ class MVECTao(_MultiViewEnsemble):
         self.lam = lam
         self.max_iter = max_iter
 
-    def _check_size(self, n: int) -> None:
-        if n > MAX_TAO_SAMPLES:
-            raise MvcpaperError(f"MVEC (Tao) holds a dozen dense {n} x {n} matrices "
-                                f"({12 * n * n * 4 / 2 ** 30:.0f} GB); it runs up to {MAX_TAO_SAMPLES} samples: "
-                                "use 'mvec_coassoc', whose consensus grows with the number of distinct label "
-                                "combinations, not n^2")
-
     def consensus(self, partitions) -> np.ndarray:
         """The consensus labels of base partitions given as one list per view."""
-        self._check_size(len(partitions[0][0]))
-        S = [co_association(view) for view in partitions]
-        check_n_clusters(self.n_clusters, len(S[0]))
-        Z, _, self.n_iter_ = low_rank_sparse_consensus(S, self.lam, max_iter=self.max_iter,
+        group, reps = micro_clusters([p for view in partitions for p in view])
+        check_n_clusters(self.n_clusters, len(group))
+        if len(reps) > MAX_TAO_MICRO_CLUSTERS:
+            raise MvcpaperError(f"the base partitions split the samples into {len(reps)} distinct label combinations, "
+                                f"more than MVEC (Tao) handles ({MAX_TAO_MICRO_CLUSTERS}: a dozen dense matrices of "
+                                "that size); use 'mvec_coassoc' or fewer, coarser base partitions")
+        self.groups_ = group
+        if len(reps) <= self.n_clusters:
+            self.consensus_, self.n_iter_ = None, 0
+            return group
+        S = [co_association([np.asarray(p)[reps] for p in view]) for view in partitions]
+        sizes = np.bincount(group)
+        Z, _, self.n_iter_ = low_rank_sparse_consensus(S, self.lam, max_iter=self.max_iter, sizes=sizes,
                                                        device=resolve_device(self.device))
         self.consensus_ = Z
-        affinity = np.clip((Z + Z.T) / 2, 0, None)
-        spectral = SpectralClustering(self.n_clusters, affinity="precomputed", assign_labels="cluster_qr",
-                                      random_state=self.random_state)
-        return spectral.fit_predict(affinity)
+        return block_spectral_clustering(np.clip((Z + Z.T) / 2, 0, None), sizes, self.n_clusters)[group]
