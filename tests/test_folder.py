@@ -160,6 +160,22 @@ def test_jule_estimate_follows_chains_that_the_silhouette_cuts_into_pieces():
     assert abs(silhouette.k - 5) > abs(jule.k - 5) + 2, silhouette.k
 
 
+def test_jule_estimate_stops_after_the_period_of_its_answer():
+    """The estimate's JULE ends with the period of the first zero-affinity merge: the same
+    affinities down to there as a full run, fewer periods."""
+    from mvcpaper.cluster import JULE
+    from mvcpaper.cluster.model_selection import _JULEUntilUnlinked
+
+    X = np.concatenate(_chains()[0], axis=1)
+    full = JULE(2, k_s=10, recluster=False, progress=False).fit(X)
+    early = _JULEUntilUnlinked(2, k_s=10, recluster=False, progress=False).fit(X)
+    assert len(early.history_) < len(full.history_)
+    last = early.history_[-1]["clusters_before"]  # the first zero-affinity merge is in the last period
+    assert all(a > 0 for c, a in early.merge_affinity_.items() if c > last)
+    assert any(a <= 0 for c, a in early.merge_affinity_.items() if c <= last)
+    assert early.merge_affinity_ == {c: a for c, a in full.merge_affinity_.items() if c in early.merge_affinity_}
+
+
 def test_jule_estimate_without_an_unlinked_point_falls_back_to_the_silhouette(monkeypatch):
     from mvcpaper.cluster import model_selection
 

@@ -447,6 +447,11 @@ class JULE(ClusterBase):
     def _param_groups(self):
         return [{"params": [p for p in self.net_.parameters() if p.requires_grad]}]
 
+    def _stop_early(self) -> bool:
+        """Whether to end the recurrent process after the current period (never here; the
+        ``jule`` estimate of k stops once its answer is known)."""
+        return False
+
     # ---------------------------------------------------------------------------
     @torch.no_grad()
     def _embed(self, tensors) -> np.ndarray:
@@ -538,6 +543,8 @@ class JULE(ClusterBase):
                 rec["nmi"] = nmi(y, labels)
             self.history_.append(rec)
             bar.set_postfix(clusters=merger.n_clusters, loss=f"{loss:.3f}")
+            if self._stop_early():
+                break
         bar.close()
         if Z is None:  # no period: the initial clusters are already n_clusters
             Z = self._embed(tensors)

@@ -6,9 +6,10 @@ returns a :class:`KEstimate` holding its curve over the searched range, so a rep
 show why a value was chosen. The estimators (``K_ESTIMATORS``):
 
 ``jule`` (the default)
-    JULE on the concatenated views, agglomerated down to 2 clusters while it learns its
+    JULE on the concatenated views, agglomerated towards 2 clusters while it learns its
     representation; k is the number of clusters left when no two of them share a link of
-    the learned representation's kNN graph any more (the first merge of zero affinity).
+    the learned representation's kNN graph any more (the first merge of zero affinity;
+    JULE stops at the end of that period).
     The representation is what makes this work where the raw features mislead: it pulls
     each cluster's images together period by period, so the groups it cannot link are
     the ones the views separate.
@@ -62,6 +63,7 @@ from sklearn.neighbors import kneighbors_graph
 
 from ..errors import MvcpaperError, UnknownNameError
 from . import make_method
+from .jule import JULE
 from .neighbours import nearest_neighbours
 
 __all__ = ["KEstimate", "K_ESTIMATORS", "estimate_k", "k_range", "CANDIDATES", "PartitionChoice",
@@ -149,19 +151,28 @@ def _highest(curve: Callable) -> Callable:
 UNLINKED_NEIGHBOURS = 10
 
 
+class _JULEUntilUnlinked(JULE):
+    """JULE whose recurrent process ends with the period that first merges two clusters of
+    zero affinity (the ``jule`` estimate is then known: later periods have fewer clusters)."""
+
+    def _stop_early(self) -> bool:
+        return any(a <= 0 for a in self.merge_affinity_.values())
+
+
 def _jule_unlinked(views, ks, seed):
-    """JULE on the concatenated views, agglomerated down to ``ks[0]``; the estimate is the
+    """JULE on the concatenated views, agglomerated towards ``ks[0]``; the estimate is the
     number of clusters left when no two of them share a kNN link in the representation
     learned so far (the first merge of zero affinity), and the curve is each merge's
-    affinity. A class can only come apart from the others when its images' neighbours lie
-    inside it, so the graph's neighbours are at most half the estimate's mean cluster
-    size: from ``UNLINKED_NEIGHBOURS``, the estimate is redone with fewer while it says
-    otherwise (at least 3). Without an unlinked point (the learned graph stays connected),
-    the silhouette estimate."""
+    affinity down to the end of that period (0 below: those merges are not made). A class
+    can only come apart from the others when its images' neighbours lie inside it, so the
+    graph's neighbours are at most half the estimate's mean cluster size: from
+    ``UNLINKED_NEIGHBOURS``, the estimate is redone with fewer while it says otherwise (at
+    least 3). Without an unlinked point (the learned graph stays connected), the
+    silhouette estimate."""
     X = np.concatenate(views, axis=1)
     k_s, found = UNLINKED_NEIGHBOURS, None
     while True:
-        est = make_method("jule", ks[0], seed=seed, k_s=k_s, progress=False).fit(X)
+        est = _JULEUntilUnlinked(ks[0], k_s=k_s, recluster=False, random_state=seed, progress=False).fit(X)
         unlinked = [c for c, a in est.merge_affinity_.items() if a <= 0]
         if not unlinked:
             break
