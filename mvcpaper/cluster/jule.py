@@ -513,7 +513,7 @@ class JULE(ClusterBase):
         W, nn_idx = knn_affinity(self._initial_representation(inputs), self.k_s)
         self.net_ = self._build_network(inputs).to(dev)
         self.opt_ = torch.optim.SGD(self._param_groups(), lr=self.lr, momentum=self.momentum,
-                                    weight_decay=self.weight_decay)
+                                    weight_decay=self.weight_decay, fused=True)
         self.iteration_ = 0
         labels = initial_clusters(nn_idx, W, min_clusters=k)
         plan, c = [], int(labels.max()) + 1  # merges per period, known from the start (for the bar)
