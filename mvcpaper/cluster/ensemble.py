@@ -114,25 +114,28 @@ def weighted_average_linkage(D: np.ndarray, sizes: np.ndarray, n_clusters: int) 
     return np.unique([groups[i] for i in range(m)], return_inverse=True)[1]
 
 
+def _micro_clusters_within(partitions, n_clusters: int, limit: int, consensus: str, remedy: str):
+    """:func:`micro_clusters` of the partitions, after checking ``n_clusters`` against the
+    samples; a one-line error when there are more than ``limit`` micro-clusters."""
+    group, reps = micro_clusters(partitions)
+    check_n_clusters(n_clusters, len(group))
+    if len(reps) > limit:
+        raise MvcpaperError(f"the base partitions split the samples into {len(reps)} distinct label combinations, "
+                            f"more than {consensus} handles ({limit}); use {remedy}")
+    return group, reps
+
+
 def co_association_consensus(partitions, n_clusters: int) -> np.ndarray:
     """Average-linkage agglomeration of the co-association matrix (distance ``1 - S``), exactly,
     on the micro-clusters (:func:`micro_clusters`) instead of the samples: memory and time
     follow the number of distinct label combinations, not n^2 (an error above
     :data:`MAX_MICRO_CLUSTERS` of them)."""
-    group, reps = micro_clusters(partitions)
-    check_n_clusters(n_clusters, len(group))
-    if len(reps) > MAX_MICRO_CLUSTERS:
-        raise MvcpaperError(f"the base partitions split the samples into {len(reps)} distinct label combinations, "
-                            f"more than the co-association consensus handles ({MAX_MICRO_CLUSTERS}); use fewer or "
-                            "coarser base partitions")
+    group, reps = _micro_clusters_within(partitions, n_clusters, MAX_MICRO_CLUSTERS, "the co-association consensus",
+                                         "fewer or coarser base partitions")
     if len(reps) <= n_clusters:
         return np.unique(group, return_inverse=True)[1]
     S = co_association([np.asarray(p)[reps] for p in partitions])
     return weighted_average_linkage(1.0 - S, np.bincount(group), n_clusters)[group]
-
-
-def _shrink(X: torch.Tensor, tau: float) -> torch.Tensor:
-    return torch.sign(X) * (X.abs() - tau).clamp_min(0)
 
 
 def _singular_value_threshold(B: torch.Tensor, tau: float, rank: int) -> tuple[torch.Tensor, int]:
@@ -347,12 +350,10 @@ class MVECTao(_MultiViewEnsemble):
 
     def consensus(self, partitions) -> np.ndarray:
         """The consensus labels of base partitions given as one list per view."""
-        group, reps = micro_clusters([p for view in partitions for p in view])
-        check_n_clusters(self.n_clusters, len(group))
-        if len(reps) > MAX_TAO_MICRO_CLUSTERS:
-            raise MvcpaperError(f"the base partitions split the samples into {len(reps)} distinct label combinations, "
-                                f"more than MVEC (Tao) handles ({MAX_TAO_MICRO_CLUSTERS}: a dozen dense matrices of "
-                                "that size); use 'mvec_coassoc' or fewer, coarser base partitions")
+        group, reps = _micro_clusters_within([p for view in partitions for p in view], self.n_clusters,
+                                             MAX_TAO_MICRO_CLUSTERS, "MVEC (Tao)",
+                                             "'mvec_coassoc' (Tao's keeps a dozen dense matrices of that size) or "
+                                             "fewer, coarser base partitions")
         self.groups_ = group
         if len(reps) <= self.n_clusters:
             self.consensus_, self.n_iter_ = None, 0
