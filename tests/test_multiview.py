@@ -100,6 +100,21 @@ def test_large_sets_get_an_approximate_graph_close_to_the_exact_one(monkeypatch)
     assert (np.diff(d_approx, axis=1) >= -1e-6).all()
 
 
+def test_list_search_keeps_duplicates_apart_from_themselves_in_small_blocks(monkeypatch):
+    from mvcpaper.cluster import neighbours
+
+    rng = np.random.default_rng(1)
+    blobs = rng.normal(size=(30, 16))[rng.integers(0, 30, 1400)] + 0.3 * rng.normal(size=(1400, 16))
+    Z = np.vstack([np.ones((600, 16)), blobs]).astype(np.float32)  # one list of 600 duplicates
+    d_exact, _ = neighbours.nearest_neighbours(Z, 5)
+    monkeypatch.setattr(neighbours, "EXACT_MAX_ROWS", 1000)
+    monkeypatch.setattr(neighbours, "_BLOCK", 5000)  # a list's rows searched a few at a time
+    d, i = neighbours.nearest_neighbours(Z, 5)
+    assert not (i == np.arange(2000)[:, None]).any()
+    assert (i[:600] < 600).all() and np.allclose(d[:600], 0, atol=1e-5)  # duplicates find each other
+    assert np.isclose(d, d_exact, atol=1e-4).mean() > 0.95 and (d >= d_exact - 1e-4).all()
+
+
 def test_batches_hold_whole_clusters_and_triplets_respect_them():
     import torch
 

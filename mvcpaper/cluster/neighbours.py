@@ -6,11 +6,16 @@ import math
 
 import faiss
 import numpy as np
+import torch
 
-__all__ = ["nearest_neighbours", "EXACT_MAX_ROWS"]
+__all__ = ["nearest_neighbours", "EXACT_MAX_ROWS", "PROBED_LISTS"]
 
-#: up to this many rows the graph is exact; above, an inverted-file index answers
+#: up to this many rows the graph is exact; above, it is searched within inverted lists
 EXACT_MAX_ROWS = 20000
+#: nearest inverted lists whose rows each row is compared with, its own included
+PROBED_LISTS = 4
+#: distances held at once in a list's search (32-bit floats: 64 MB)
+_BLOCK = 1 << 24
 
 
 def nearest_neighbours(Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -19,32 +24,70 @@ def nearest_neighbours(Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     even among duplicates.
 
     Up to :data:`EXACT_MAX_ROWS` rows the search is exact (faiss's flat index,
-    ``benchmarks/bench_knn.py``); its cost grows as n^2 (12 min for 100,000 rows of
-    3840-d on two cores), so larger sets use faiss's inverted file, ``4 sqrt(n)`` lists of
-    which 16 are searched, trained on a seeded sample: on the 100,000-row mixture of
-    ``benchmarks/bench_scale.py``, 99.8% of the exact neighbours at 3840-d (6x faster
-    than the exact search) and 99.98% at 160-d (4x; ``bench_knn.py --large 100000``).
-    Rows whose searched lists hold fewer than ``k + 1`` rows are searched exactly.
+    ``benchmarks/bench_knn.py``); its cost grows as n^2, so larger sets are split into
+    ``sqrt(n) / 2`` inverted lists by a faiss k-means on a seeded sample and every row is
+    compared with the rows of its :data:`PROBED_LISTS` nearest lists: an inverted-file
+    search, computed list by list as one matrix product between the list and the rows that
+    probe it (faiss's IVF-Flat answers one row at a time, several times slower on the CPU;
+    ``bench_knn.py --large 100000`` gives both, with their recall of the exact graph).
+    Rows whose probed lists hold fewer than ``k + 1`` rows are searched exactly.
     """
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     n, d = Z.shape
+    kk = min(k + 1, n)
     if n <= EXACT_MAX_ROWS:
         index = faiss.IndexFlatL2(d)
+        index.add(Z)
+        dist, idx = index.search(Z, kk)
     else:
-        n_lists = int(4 * math.sqrt(n))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, n_lists)
-        sample = np.random.default_rng(0).choice(n, min(n, 39 * n_lists), replace=False)
-        index.train(Z[np.sort(sample)])
-        index.nprobe = 16
-    index.add(Z)
-    dist, idx = index.search(Z, min(k + 1, n))
+        dist, idx = _search_lists(Z, kk)
     short = np.flatnonzero((idx < 0).any(1))  # probed lists held fewer than k + 1 rows: search those exactly
     if len(short):
         exact = faiss.IndexFlatL2(d)
         exact.add(Z)
-        dist[short], idx[short] = exact.search(Z[short], min(k + 1, n))
+        dist[short], idx[short] = exact.search(Z[short], kk)
     own = idx == np.arange(n)[:, None]
     own[~own.any(1), -1] = True  # a duplicate ranked before the row itself: drop the farthest instead
     keep = ~own
     return (np.maximum(dist[keep], 0).reshape(n, -1)[:, :k].astype(np.float64),
             idx[keep].reshape(n, -1)[:, :k].astype(np.int64))
+
+
+def _search_lists(Z: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``kk`` nearest rows (the row itself included) within each row's
+    :data:`PROBED_LISTS` nearest lists; -1 where those hold fewer than ``kk`` rows."""
+    n, d = Z.shape
+    n_lists = int(math.sqrt(n) / 2)
+    sample = np.random.default_rng(0).choice(n, min(n, 39 * n_lists), replace=False)
+    kmeans = faiss.Kmeans(d, n_lists, niter=10, seed=0)
+    kmeans.train(Z[np.sort(sample)])
+    probed = kmeans.index.search(Z, min(PROBED_LISTS, n_lists))[1]  # each row's nearest lists, its own first
+    n_probed = probed.shape[1]
+    members, member_bounds = _group(probed[:, 0], n_lists)
+    probes, probe_bounds = _group(probed.ravel(), n_lists)  # (row, rank) pairs as row * n_probed + rank
+    Zt = torch.from_numpy(Z)
+    sq = (Zt * Zt).sum(1)
+    found_d = torch.full((n, n_probed, kk), torch.inf)  # each row's nearest in each of its probed lists
+    found_i = torch.full((n, n_probed, kk), -1, dtype=torch.int64)
+    for c in range(n_lists):
+        m = torch.from_numpy(members[member_bounds[c]:member_bounds[c + 1]])
+        pairs = torch.from_numpy(probes[probe_bounds[c]:probe_bounds[c + 1]])
+        if not len(m) or not len(pairs):
+            continue
+        Zm, sqm = Zt[m], sq[m]
+        step = max(1, _BLOCK // len(m))
+        for s in range(0, len(pairs), step):
+            q, rank = pairs[s:s + step] // n_probed, pairs[s:s + step] % n_probed
+            d2, j = torch.topk(torch.addmm(sqm[None], Zt[q], Zm.T, alpha=-2), min(kk, len(m)), dim=1, largest=False)
+            found_d[q, rank, :d2.shape[1]] = d2 + sq[q, None]
+            found_i[q, rank, :d2.shape[1]] = m[j]
+    best_d, pick = torch.topk(found_d.reshape(n, -1), kk, dim=1, largest=False)
+    best_i = torch.gather(found_i.reshape(n, -1), 1, pick)
+    best_i[torch.isinf(best_d)] = -1
+    return best_d.numpy(), best_i.numpy()
+
+
+def _group(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``keys`` sorted by key, and where each key's run starts (``n_keys + 1`` bounds)."""
+    order = np.argsort(keys, kind="stable")
+    return order, np.searchsorted(keys[order], np.arange(n_keys + 1))
