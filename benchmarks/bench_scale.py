@@ -6,12 +6,14 @@ L2-normalised, as the package normalises real views), so it runs anywhere withou
 Every (method, n) is fitted with the method's defaults (k = 100, seed 0) in a fresh
 process, whose peak resident memory (``wait4``'s ``ru_maxrss``, the data included) and fit
 time are recorded, with a time limit per fit. A method that refuses a size says so in
-one line, recorded as ``refused``.
+one line, recorded as ``refused``. Each row names the CPU's widest vector extension
+(``cpu``: AVX-512 or AVX2), since the same 2-core machine kind comes with either and
+their times differ by up to 3x; slopes are only taken between rows of one CPU.
 
-Writes ``<out>/bench_scale.csv`` (one row per method and n; a rerun replaces the rows it
-runs), ``<out>/bench_scale.png`` (log-log time and memory against n) and
-``<out>/bench_scale.md`` (the table and each method's log-log slope of time against n
-between the two largest sizes it finished).
+Writes ``<out>/bench_scale.csv`` (one row per method, n and CPU, written after every fit;
+a rerun replaces the rows it runs), ``<out>/bench_scale.png`` (log-log time and memory
+against n) and ``<out>/bench_scale.md`` (the table and each method's log-log slope of
+time against n between the two largest sizes it finished on one CPU).
 
 Usage: python benchmarks/bench_scale.py [--sizes 1000 10000 100000] [--methods kmeans jule ...]
                                         [--timeout 600] [--out benchmarks/results] [--report-only]
@@ -34,6 +36,15 @@ import pandas as pd
 METHODS = ["kmeans", "torch_kmeans", "agglomerative", "idec", "dec", "jule", "dmvc_jule", "dmvc_idec",
            "mvec_coassoc", "mvec_tao"]
 N_CLASSES, DIM, N_VIEWS, LATENT, NOISE = 100, 1280, 3, 32, 0.5
+
+
+def cpu_label() -> str:
+    """The widest x86 vector extension of this CPU (AVX-512, AVX2), else the architecture."""
+    try:
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return platform.machine()
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else platform.machine()
 
 
 def make_views(n: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
@@ -110,16 +121,20 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for method, rows in table[table["status"] == "ok"].groupby("method"):
+    colours = dict(zip(sorted(table["method"].unique()), plt.get_cmap("tab10").colors * 2))
+    markers = dict(zip(sorted(table["cpu"].unique()), "os^v"))  # one colour per method, one marker per CPU
+    for (method, cpu), rows in table[table["status"] == "ok"].groupby(["method", "cpu"]):
         rows = rows.sort_values("n")
-        axes[0].plot(rows["n"], rows["seconds"], marker="o", label=method)
-        axes[1].plot(rows["n"], rows["peak_gb"], marker="o", label=method)
+        style = dict(color=colours[method], marker=markers[cpu], label=f"{method} ({cpu})")
+        axes[0].plot(rows["n"], rows["seconds"], **style)
+        axes[1].plot(rows["n"], rows["peak_gb"], **style)
     for ax, what in zip(axes, ("fit seconds", "peak memory, GB (data included)")):
         ax.set(xscale="log", yscale="log", xlabel="images (three 1280-d views)", ylabel=what)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -136,32 +151,39 @@ def main() -> None:
         return
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    csv = out / "bench_scale.csv"
-    print(f"# machine: {platform.machine()}, {os.cpu_count()} cores; k={N_CLASSES}, {N_VIEWS} views of {DIM}-d",
-          flush=True)
-    new = []
+    cpu = cpu_label()
+    print(f"# machine: {platform.machine()} ({cpu}), {os.cpu_count()} cores; k={N_CLASSES}, {N_VIEWS} views of "
+          f"{DIM}-d", flush=True)
+    report(out, [])
     for n in [] if a.report_only else a.sizes:
         for method in a.methods:
-            row = {"method": method, "n": n, **run(method, n, a.timeout)}
-            new.append(row)
+            row = {"method": method, "n": n, "cpu": cpu, **run(method, n, a.timeout)}
             print(json.dumps(row), flush=True)
-    table = pd.DataFrame(new) if new else pd.DataFrame(columns=["method", "n"])
-    if csv.exists():  # keep the rows of (method, n) pairs this run did not measure
+            report(out, [row])
+
+
+def report(out: Path, new: list[dict]) -> None:
+    """Merge ``new`` rows into the CSV (replacing rows of the same method, n and CPU), then
+    rewrite the Markdown table with its slopes and the plot."""
+    csv = out / "bench_scale.csv"
+    table = pd.DataFrame(new) if new else pd.DataFrame(columns=["method", "n", "cpu"])
+    if csv.exists():
         old = pd.read_csv(csv)
-        done = set(zip(table["method"], table["n"]))
-        table = pd.concat([old[[(m, n) not in done for m, n in zip(old["method"], old["n"])]], table])
-    table = table.sort_values(["method", "n"]).reset_index(drop=True)
+        done = set(zip(table["method"], table["n"], table["cpu"]))
+        table = pd.concat([old[[key not in done for key in zip(old["method"], old["n"], old["cpu"])]], table])
+    table = table.sort_values(["method", "cpu", "n"]).reset_index(drop=True)
     table.to_csv(csv, index=False)
+    if table.empty:
+        return
     plot(table, out / "bench_scale.png")
-    slopes = {m: slope(rows) for m, rows in table.groupby("method")}
-    cols = [c for c in ("method", "n", "status", "seconds", "peak_gb", "nmi", "note") if c in table]
-    lines = ["# bench_scale", "", f"`python benchmarks/bench_scale.py` on {platform.machine()}, "
-             f"{os.cpu_count()} cores; a seeded three-view mixture, k={N_CLASSES}, each method's defaults.", "",
+    slopes = {key: slope(rows) for key, rows in table.groupby(["method", "cpu"])}
+    cols = [c for c in ("method", "n", "cpu", "status", "seconds", "peak_gb", "nmi", "note") if c in table]
+    lines = ["# bench_scale", "", "`python benchmarks/bench_scale.py` (`cpu`: the widest vector extension of the "
+             f"machine that ran the row); a seeded three-view mixture, k={N_CLASSES}, each method's defaults.", "",
              table[cols].fillna({"note": ""}).to_markdown(index=False, floatfmt=".3g"), "",
-             "| method | log-log slope of time vs n | between n = |", "|---|---|---|",
-             *(f"| {m} | {s:.2f} | {between} |" for m, (s, between) in slopes.items())]
+             "| method | cpu | log-log slope of time vs n | between n = |", "|---|---|---|---|",
+             *(f"| {m} | {c} | {s:.2f} | {between} |" for (m, c), (s, between) in slopes.items())]
     (out / "bench_scale.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[-len(slopes) - 2:]))
 
 
 if __name__ == "__main__":
