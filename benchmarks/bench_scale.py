@@ -154,17 +154,20 @@ def main() -> None:
     cpu = cpu_label()
     print(f"# machine: {platform.machine()} ({cpu}), {os.cpu_count()} cores; k={N_CLASSES}, {N_VIEWS} views of "
           f"{DIM}-d", flush=True)
-    report(out, [])
-    for n in [] if a.report_only else a.sizes:
+    if a.report_only:
+        print("\n".join(report(out, [])))
+        return
+    for n in a.sizes:
         for method in a.methods:
             row = {"method": method, "n": n, "cpu": cpu, **run(method, n, a.timeout)}
             print(json.dumps(row), flush=True)
-            report(out, [row])
+            slopes = report(out, [row])  # after every fit: a run cut off keeps what it measured
+    print("\n".join(slopes))
 
 
-def report(out: Path, new: list[dict]) -> None:
+def report(out: Path, new: list[dict]) -> list[str]:
     """Merge ``new`` rows into the CSV (replacing rows of the same method, n and CPU), then
-    rewrite the Markdown table with its slopes and the plot."""
+    rewrite the Markdown table with its slopes and the plot; returns the slope table's lines."""
     csv = out / "bench_scale.csv"
     table = pd.DataFrame(new) if new else pd.DataFrame(columns=["method", "n", "cpu"])
     if csv.exists():
@@ -174,7 +177,7 @@ def report(out: Path, new: list[dict]) -> None:
     table = table.sort_values(["method", "cpu", "n"]).reset_index(drop=True)
     table.to_csv(csv, index=False)
     if table.empty:
-        return
+        return []
     plot(table, out / "bench_scale.png")
     slopes = {key: slope(rows) for key, rows in table.groupby(["method", "cpu"])}
     cols = [c for c in ("method", "n", "cpu", "status", "seconds", "peak_gb", "nmi", "note") if c in table]
@@ -184,6 +187,7 @@ def report(out: Path, new: list[dict]) -> None:
              "| method | cpu | log-log slope of time vs n | between n = |", "|---|---|---|---|",
              *(f"| {m} | {c} | {s:.2f} | {between} |" for (m, c), (s, between) in slopes.items())]
     (out / "bench_scale.md").write_text("\n".join(lines) + "\n")
+    return lines[-len(slopes) - 2:]
 
 
 if __name__ == "__main__":
