@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 import time
-from operator import itemgetter
 
 import numpy as np
 import torch
@@ -161,13 +160,13 @@ class AffinityMerger:
         if not self.active[i] or kc < 1 or not row:
             self.score[i], self.partner[i] = -np.inf, -1
             return
-        top = sorted(row.items(), key=itemgetter(1), reverse=True)[:kc]  # = heapq.nlargest, faster for short rows
-        s = np.zeros(kc)  # active clusters with no link to i have affinity 0
-        s[:len(top)] = [v for _, v in top]
-        best = s[0]
-        extra = self.lam / (kc - 1) * float((best - s[1:]).sum()) if kc > 1 else 0.0
+        # plain floats, not numpy: this runs after every merge for every cluster the merge touched
+        top = sorted(row.values(), reverse=True)[:kc]
+        top += [0.0] * (kc - len(top))  # active clusters with no link to i have affinity 0
+        best = top[0]
+        extra = self.lam / (kc - 1) * sum(best - v for v in top[1:]) if kc > 1 else 0.0
         self.score[i] = best + extra if best > 0 else -np.inf
-        self.partner[i] = top[0][0]
+        self.partner[i] = max(row, key=row.get)  # the first of equals in the row's order, as a stable sort
 
     def compact_labels(self) -> np.ndarray:
         _, lab = np.unique(self.labels, return_inverse=True)
@@ -290,35 +289,40 @@ class MLPEmbedding(nn.Module):
 
 def triplet_loss(emb, a, p, n, margin: float = 0.2, pos_weight: float = 1.0):
     """JULE's weighted triplet loss, ``max(0, pos_weight |a-p|^2 - |a-n|^2 + margin)`` averaged
-    over the triplets ``(a, p, n)`` (indices into the batch's embeddings ``emb``). The
-    squared distances come from the batch's Gram matrix, so tens of thousands of triplets
-    cost a gather of scalars, not of embedding rows."""
+    over the triplets ``(a[i], p[i], n[i, j])``: pairs ``(a, p)`` and their negatives ``n``
+    (pairs x negatives), indices into the batch's embeddings ``emb``. The squared distances
+    come from the batch's Gram matrix, so tens of thousands of triplets cost a gather of
+    scalars, not of embedding rows, and each pair's distance is gathered once."""
+    b = emb.shape[0]
     sq = (emb * emb).sum(1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * emb @ emb.T).clamp_min(0)
-    return F.relu(pos_weight * d2[a, p] - d2[a, n] + margin).mean()
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * emb @ emb.T).clamp_min(0).reshape(-1)
+    d_ap = d2.index_select(0, a * b + p)
+    d_an = d2.index_select(0, (a[:, None] * b + n).reshape(-1)).reshape(n.shape)
+    return F.relu(pos_weight * d_ap[:, None] - d_an + margin).mean()
 
 
 def batch_triplets(labels: torch.Tensor, n_neg: int, generator: torch.Generator):
     """Triplets inside one mini-batch whose clusters are contiguous runs (:func:`cluster_batches`),
     as JULE's reference code builds them: every pair of samples of one cluster (anchor,
     positive), each with ``n_neg`` negatives drawn uniformly from the batch's samples of
-    other clusters. Returns index tensors ``(a, p, n)``."""
+    other clusters. Returns index tensors ``(a, p)`` (one per pair) and ``n`` (pairs x
+    ``n_neg``); none when the batch holds a single cluster (no negative) or only singletons."""
     b = len(labels)
     starts = torch.ones(b, dtype=torch.bool)
     starts[1:] = labels[1:] != labels[:-1]
     run = torch.cumsum(starts, 0) - 1                      # run id of every sample
+    none = torch.empty(0, dtype=torch.int64)
+    if run[-1] == 0:
+        return none, none, none.reshape(0, n_neg)
     first = torch.nonzero(starts).flatten()
     size = torch.diff(torch.cat([first, torch.tensor([b])]))
-    same = run[:, None] == run[None, :]
-    a, p = torch.triu(same, diagonal=1).nonzero(as_tuple=True)
-    s, m = first[run[a]], size[run[a]]                     # the anchor's run: [s, s + m)
-    keep = m < b                                           # a batch of one cluster has no negative
-    a, p, s, m = a[keep], p[keep], s[keep], m[keep]
+    a, p = torch.triu(run[:, None] == run[None, :], diagonal=1).nonzero(as_tuple=True)
     if len(a) == 0:
-        return a, p, a
+        return none, none, none.reshape(0, n_neg)
+    s, m = first[run[a]], size[run[a]]                     # the anchor's run: [s, s + m)
     u = (torch.rand((len(a), n_neg), generator=generator) * (b - m)[:, None]).long()
     n = torch.where(u < s[:, None], u, u + m[:, None])     # skip over the anchor's own run
-    return a.repeat_interleave(n_neg), p.repeat_interleave(n_neg), n.reshape(-1)
+    return a, p, n
 
 
 def cluster_batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -14,8 +14,6 @@ __all__ = ["nearest_neighbours", "EXACT_MAX_ROWS", "PROBED_LISTS"]
 EXACT_MAX_ROWS = 20000
 #: nearest inverted lists whose rows each row is compared with, its own included
 PROBED_LISTS = 4
-#: distances held at once in a list's search (32-bit floats: 64 MB)
-_BLOCK = 1 << 24
 
 
 def nearest_neighbours(Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,9 +25,10 @@ def nearest_neighbours(Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ``benchmarks/bench_knn.py``); its cost grows as n^2, so larger sets are split into
     ``sqrt(n) / 2`` inverted lists by a faiss k-means on a seeded sample and every row is
     compared with the rows of its :data:`PROBED_LISTS` nearest lists: an inverted-file
-    search, computed list by list as one matrix product between the list and the rows that
-    probe it (faiss's IVF-Flat answers one row at a time, several times slower on the CPU;
-    ``bench_knn.py --large 100000`` gives both, with their recall of the exact graph).
+    search, computed list by list as one brute-force search (``faiss.knn``) of the list by
+    all the rows that probe it (faiss's IVF-Flat answers one row at a time, several times
+    slower on the CPU; ``bench_knn.py --large 100000`` gives both, with their recall of the
+    exact graph).
     Rows whose probed lists hold fewer than ``k + 1`` rows are searched exactly.
     """
     Z = np.ascontiguousarray(Z, dtype=np.float32)
@@ -65,24 +64,20 @@ def _search_lists(Z: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
     n_probed = probed.shape[1]
     members, member_bounds = _group(probed[:, 0], n_lists)
     probes, probe_bounds = _group(probed.ravel(), n_lists)  # (row, rank) pairs as row * n_probed + rank
-    Zt = torch.from_numpy(Z)
-    sq = (Zt * Zt).sum(1)
-    found_d = torch.full((n, n_probed, kk), torch.inf)  # each row's nearest in each of its probed lists
-    found_i = torch.full((n, n_probed, kk), -1, dtype=torch.int64)
+    found_d = np.full((n, n_probed, kk), np.inf, dtype=np.float32)  # each row's nearest in each of its probed lists
+    found_i = np.full((n, n_probed, kk), -1, dtype=np.int64)
     for c in range(n_lists):
-        m = torch.from_numpy(members[member_bounds[c]:member_bounds[c + 1]])
-        pairs = torch.from_numpy(probes[probe_bounds[c]:probe_bounds[c + 1]])
+        m = members[member_bounds[c]:member_bounds[c + 1]]
+        pairs = probes[probe_bounds[c]:probe_bounds[c + 1]]
         if not len(m) or not len(pairs):
             continue
-        Zm, sqm = Zt[m], sq[m]
-        step = max(1, _BLOCK // len(m))
-        for s in range(0, len(pairs), step):
-            q, rank = pairs[s:s + step] // n_probed, pairs[s:s + step] % n_probed
-            d2, j = torch.topk(torch.addmm(sqm[None], Zt[q], Zm.T, alpha=-2), min(kk, len(m)), dim=1, largest=False)
-            found_d[q, rank, :d2.shape[1]] = d2 + sq[q, None]
-            found_i[q, rank, :d2.shape[1]] = m[j]
-    best_d, pick = torch.topk(found_d.reshape(n, -1), kk, dim=1, largest=False)
-    best_i = torch.gather(found_i.reshape(n, -1), 1, pick)
+        q, rank = pairs // n_probed, pairs % n_probed
+        d2, j = faiss.knn(Z[q], Z[m], min(kk, len(m)))
+        found_d[q, rank, :d2.shape[1]] = d2
+        found_i[q, rank, :d2.shape[1]] = m[j]
+    found_d, found_i = torch.from_numpy(found_d.reshape(n, -1)), torch.from_numpy(found_i.reshape(n, -1))
+    best_d, pick = torch.topk(found_d, kk, dim=1, largest=False)
+    best_i = torch.gather(found_i, 1, pick)
     best_i[torch.isinf(best_d)] = -1
     return best_d.numpy(), best_i.numpy()
 
