@@ -312,13 +312,14 @@ def batch_triplets(labels: torch.Tensor, n_neg: int, generator: torch.Generator)
     starts[1:] = labels[1:] != labels[:-1]
     run = torch.cumsum(starts, 0) - 1                      # run id of every sample
     none = torch.empty(0, dtype=torch.int64)
+    no_triplet = none, none, none.reshape(0, n_neg)
     if run[-1] == 0:
-        return none, none, none.reshape(0, n_neg)
+        return no_triplet
     first = torch.nonzero(starts).flatten()
     size = torch.diff(torch.cat([first, torch.tensor([b])]))
     a, p = torch.triu(run[:, None] == run[None, :], diagonal=1).nonzero(as_tuple=True)
     if len(a) == 0:
-        return none, none, none.reshape(0, n_neg)
+        return no_triplet
     s, m = first[run[a]], size[run[a]]                     # the anchor's run: [s, s + m)
     u = (torch.rand((len(a), n_neg), generator=generator) * (b - m)[:, None]).long()
     n = torch.where(u < s[:, None], u, u + m[:, None])     # skip over the anchor's own run
