@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from mvcpaper._utils import cpu_label
 from mvcpaper.cluster import KMeans, TorchKMeans
 from mvcpaper.data import load_dataset
 from mvcpaper.features import OFFLINE_BACKBONES, extract_features
@@ -34,7 +35,7 @@ def main():
     k = ds.n_classes
     dev = "cuda" if (a.device == "auto" and torch.cuda.is_available()) else ("cpu" if a.device == "auto" else a.device)
     print(f"# {a.dataset}: {len(ds)} images, k={k}, n_init={a.n_init}, max_iter 300, seeds {a.seeds}; torch on {dev}, "
-          f"{os.cpu_count()} cores\n")
+          f"{os.cpu_count()} cores ({cpu_label()})\n")
     engines = {"sklearn": lambda s: KMeans(k, n_init=a.n_init, engine="sklearn", random_state=s),
                "faiss": lambda s: KMeans(k, n_init=a.n_init, engine="faiss", random_state=s),
                f"torch ({dev})": lambda s: TorchKMeans(k, n_init=a.n_init, random_state=s, device=dev)}

@@ -21,11 +21,12 @@ import math
 import os
 import time
 
-import faiss
 import numpy as np
 from bench_scale import make_views
 from sklearn.neighbors import NearestNeighbors
 
+from mvcpaper._utils import cpu_label
+from mvcpaper.cluster._faiss import faiss  # with the BLAS kernels the package loads it with
 from mvcpaper.cluster.neighbours import EXACT_MAX_ROWS, nearest_neighbours
 from mvcpaper.data import load_dataset
 from mvcpaper.features import OFFLINE_BACKBONES, extract_features
@@ -45,7 +46,7 @@ def main():
     cc = np.concatenate([l2_normalize(extract_features(ds, b, progress=False)) for b in OFFLINE_BACKBONES], axis=1)
     inputs = {"views concatenated": cc.astype(np.float32),
               "160-d embedding": np.random.default_rng(0).normal(size=(len(ds), 160)).astype(np.float32)}
-    print(f"# COIL-100, {len(ds)} points, k={a.k}, {os.cpu_count()} cores\n")
+    print(f"# COIL-100, {len(ds)} points, k={a.k}, {os.cpu_count()} cores ({cpu_label()})\n")
     print("| input | scikit-learn s | faiss s | speed-up | same neighbours |\n|---|---:|---:|---:|---:|")
     for name, Z in inputs.items():
         t0 = time.perf_counter()
@@ -68,7 +69,7 @@ def large(n: int, k: int, n_queries: int = 2000):
     inputs = {"views concatenated": cc / np.linalg.norm(cc, axis=1, keepdims=True),
               "160-d embedding": embedding / np.linalg.norm(embedding, axis=1, keepdims=True)}
     queries = rng.choice(n, n_queries, replace=False)
-    print(f"# bench_scale's mixture, {n} points, k={k}, {os.cpu_count()} cores\n")
+    print(f"# bench_scale's mixture, {n} points, k={k}, {os.cpu_count()} cores ({cpu_label()})\n")
     print("Seconds and recall of the exact neighbours (2000 seeded queries; the exact time scaled to all rows) "
           "for faiss's inverted-file index (IVF-Flat, 4 sqrt(n) lists, 16 searched) and for the list-by-list "
           "brute-force searches of `nearest_neighbours` (sqrt(n) / 2 lists, 4 searched).\n")

@@ -33,18 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mvcpaper._utils import cpu_label
+
 METHODS = ["kmeans", "torch_kmeans", "agglomerative", "idec", "dec", "jule", "dmvc_jule", "dmvc_idec",
            "mvec_coassoc", "mvec_tao"]
 N_CLASSES, DIM, N_VIEWS, LATENT, NOISE = 100, 1280, 3, 32, 0.5
-
-
-def cpu_label() -> str:
-    """The widest x86 vector extension of this CPU (AVX-512, AVX2), else the architecture."""
-    try:
-        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.machine()
-    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else platform.machine()
 
 
 def make_views(n: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:

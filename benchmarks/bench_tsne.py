@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.manifold import trustworthiness
 
+from mvcpaper._utils import cpu_label
 from mvcpaper.data import load_dataset
 from mvcpaper.features import OFFLINE_BACKBONES, extract_features
 from mvcpaper.plots import TSNE_ENGINES
@@ -33,7 +34,7 @@ def main():
     X = np.concatenate([l2_normalize(extract_features(ds, b, progress=False)) for b in OFFLINE_BACKBONES], axis=1)
     Z = PCA(50, random_state=0).fit_transform(X).astype(np.float32)
     print(f"# {a.dataset}: {len(Z)} points, PCA-50 of {X.shape[1]}-d, perplexity 30, seeds {a.seeds}, "
-          f"{os.cpu_count()} cores\n")
+          f"{os.cpu_count()} cores ({cpu_label()})\n")
     print("| engine | seconds | trustworthiness (10 NN) | speed-up vs sklearn |\n|---|---:|---:|---:|")
     rows = {}
     for engine in ("sklearn", "opentsne"):

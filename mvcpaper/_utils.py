@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -11,7 +12,7 @@ import torch
 
 from .errors import MvcpaperError
 
-__all__ = ["resolve_device", "seeded", "atomic_path", "tqdm"]
+__all__ = ["resolve_device", "seeded", "atomic_path", "tqdm", "cpu_flags", "cpu_label"]
 
 
 def resolve_device(device: str | None = "auto"):
@@ -25,6 +26,22 @@ def resolve_device(device: str | None = "auto"):
             "use device='auto' or device='cpu'."
         )
     return dev
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (``avx2``, ``avx512f``, ...); empty elsewhere."""
+    try:
+        line = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
+    except (OSError, StopIteration):
+        return set()
+    return set(line.partition(":")[2].split())
+
+
+def cpu_label() -> str:
+    """The widest x86 vector extension of this CPU (AVX-512, AVX2), else the architecture:
+    the same 2-core machine kind comes with either, and their times differ by up to 3x."""
+    flags = cpu_flags()
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else platform.machine()
 
 
 @contextlib.contextmanager

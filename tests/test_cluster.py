@@ -1,9 +1,12 @@
+import os
+
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans as SKKMeans
 from sklearn.datasets import make_blobs
 
 from mvcpaper.cluster import METHODS, TorchKMeans, make_method
+from mvcpaper.cluster._faiss import openblas_coretype
 from mvcpaper.cluster.faiss_kmeans import kmeans_plusplus_batch
 from mvcpaper.cluster.kmeans import lloyd
 from mvcpaper.metrics import nmi
@@ -13,6 +16,16 @@ from mvcpaper.metrics import nmi
 def blobs():
     X, y = make_blobs(600, n_features=16, centers=12, cluster_std=2.5, random_state=0)
     return X.astype(np.float32), y
+
+
+def test_faiss_blas_kernels_follow_the_cpu_and_leave_the_environment_alone():
+    skylake = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma"}
+    assert openblas_coretype(skylake) == "SkylakeX"
+    assert openblas_coretype(skylake - {"avx512bw"}) == "Haswell"  # AVX-512 without its byte/word part
+    assert openblas_coretype({"avx2", "fma", "sse4_2"}) == "Haswell"
+    assert openblas_coretype({"sse4_2"}) is None
+    assert openblas_coretype(set()) is None  # not Linux: OpenBLAS detects on its own
+    assert "OPENBLAS_CORETYPE" not in os.environ  # set for faiss's load only
 
 
 def test_torch_kmeans_as_good_as_sklearn(blobs):

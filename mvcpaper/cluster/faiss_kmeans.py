@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 
-import faiss
 import numpy as np
+
+from ._faiss import faiss
 
 __all__ = ["kmeans_plusplus_batch", "faiss_lloyd", "faiss_kmeans"]
 

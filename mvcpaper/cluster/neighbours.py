@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-import faiss
 import numpy as np
 import torch
+
+from ._faiss import faiss
 
 __all__ = ["nearest_neighbours", "EXACT_MAX_ROWS", "PROBED_LISTS"]
 

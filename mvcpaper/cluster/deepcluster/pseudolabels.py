@@ -2,13 +2,13 @@
 power iteration clustering, and sampling uniformly over the pseudo-classes."""
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from .._base import check_n_clusters
+from .._faiss import faiss
 from ..kmeans import fill_empty_clusters, kmeans_plusplus, lloyd
 from ..neighbours import nearest_neighbours
 
