@@ -4,9 +4,10 @@ The faiss-cpu wheels bundle an OpenBLAS (0.3.15 in faiss-cpu 1.15) that does not
 every recent x86 CPU: on a 2-core AVX-512 VM (Intel family 6, model 207) it reported "Core
 not found" and fell back to its generic SSE3 kernels, and every faiss search, k-means step
 and exact kNN graph ran 3-5x slower than numpy's matrix product (7200 x 7200 x 3840-d kNN:
-5.7 s, 1.2 s with the SkylakeX kernels). Unless ``OPENBLAS_CORETYPE`` is set, the kernels are picked here from
-the CPU's flags, for faiss's load only (the variable is restored afterwards); a process
-that imported faiss before mvcpaper keeps the kernels it loaded with.
+5.7 s, 1.2 s with the SkylakeX kernels). Unless ``OPENBLAS_CORETYPE`` is set, the
+kernels are picked here from the CPU's flags, for faiss's load only (the variable is
+restored afterwards); a process that imported faiss before mvcpaper keeps the kernels it
+loaded with.
 """
 from __future__ import annotations
 
