@@ -1,3 +1,7 @@
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -82,3 +86,13 @@ def test_clustering_stage_keeps_its_start(cls):
     logged = [h["nmi"] for h in model.history_ if "nmi" in h]
     assert logged and logged[0] == pytest.approx(nmi(y, model.init_labels_))
     assert nmi(y, model.labels_) >= logged[0] - 0.01, logged
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="flush-to-zero is an x86 mode here")
+def test_import_flushes_denormals_in_every_cpu_thread():
+    # Adam's moments decay into denormals, 20x slower on x86; torch's worker threads copy
+    # the mode when they start, so the import must set it before they exist
+    code = ("import mvcpaper, numpy as np, torch; torch.set_num_threads(2); "
+            "d = torch.from_numpy(np.full(1 << 20, 1e-39, dtype=np.float32)); print(int((d * 1.0 != 0).sum()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-1] == "0"
