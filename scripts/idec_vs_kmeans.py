@@ -8,13 +8,15 @@ Usage::
 ``NAME:N`` keeps at most N images per class (evenly spaced; ``coil100:18``: 1800 images,
 100 classes). The offline preset's cached features (EfficientNet-Lite0/1/2, L2-normalised)
 are the views. Rows: each view and CC under IDEC, and DMVC-fix (IDEC) on the three views.
-Per row and seed it prints KMeans on the row's input (CC for DMVC-fix), IDEC's start
-(KMeans on the pretrained embedding), its final NMI, and the NMI logged at every target
-update (a sample of them); then the means over seeds. IDEC's settings are notebook 04's
-(the offline preset's), changed by ``--set`` (values read as Python literals). Fits go
-through the fit cache (``$MVCPAPER_CACHE``) with notebook 04's keys, so after
-``mvcpaper reproduce --preset offline`` the whole sets' rows are read, not refitted; the
-start is the NMI logged at the first target update (KMeans on the pretrained embedding).
+Per row and seed it prints KMeans on the row's input (CC for DMVC-fix), KMeans on that
+input's first ``embed_dim`` principal components (a linear bottleneck as wide as IDEC's
+embedding), IDEC's start (KMeans on the pretrained embedding), its final NMI, and the NMI
+logged at every target update (a sample of them); then the means over seeds. IDEC's
+settings are notebook 04's (the offline preset's), changed by ``--set`` (values read as
+Python literals). Fits go through the fit cache (``$MVCPAPER_CACHE``) with notebook 04's
+keys, so after ``mvcpaper reproduce --preset offline`` the whole sets' rows are read, not
+refitted; the start is the NMI logged at the first target update (KMeans on the pretrained
+embedding).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import argparse
 import ast
 
 import numpy as np
+from sklearn.decomposition import PCA
 
 from mvcpaper.cluster import make_method
 from mvcpaper.experiments import fit_cached
@@ -64,15 +67,19 @@ def main():
                 est = make_method(method, ds.n_classes, seed=seed, progress=False, **{**cfg.params(method), **params})
                 fit = fit_cached(est, X, {**feature_key(cfg, ds), "input": row}, cache_dir=cfg.cache_dir, y=ds.labels)
                 km = nmi(ds.labels, make_method("kmeans", ds.n_classes, seed=seed).fit_predict(km_input))
+                pca = PCA(est.embed_dim, random_state=seed).fit_transform(km_input)
+                km_pca = nmi(ds.labels, make_method("kmeans", ds.n_classes, seed=seed).fit_predict(pca))
                 logged = [h["nmi"] for h in fit["history"] if "nmi" in h]
                 start, final, secs = logged[0], nmi(ds.labels, fit["labels"]), fit["seconds"]
-                res.append((km, start, final, secs))
-                print(f"  {row:18s} seed {seed}: KMeans {km:.3f} | start {start:.3f} -> final {final:.3f} "
+                res.append((km, km_pca, start, final, secs))
+                print(f"  {row:18s} seed {seed}: KMeans {km:.3f}, on PCA-{est.embed_dim} {km_pca:.3f} | "
+                      f"start {start:.3f} -> final {final:.3f} "
                       f"({len(fit['history'])} epochs, {secs:.0f} s{', cached' if fit['cached'] else ''}) | logged "
                       f"{' '.join(f'{x:.2f}' for x in logged[::max(1, len(logged) // 8)])}", flush=True)
             r = np.array(res)
-            print(f"  {row:18s} mean: KMeans {r[:, 0].mean():.3f} | start {r[:, 1].mean():.3f} ± {r[:, 1].std():.3f}"
-                  f" -> final {r[:, 2].mean():.3f} ± {r[:, 2].std():.3f} | {r[:, 3].mean():.0f} s/fit", flush=True)
+            print(f"  {row:18s} mean: KMeans {r[:, 0].mean():.3f}, on PCA {r[:, 1].mean():.3f} | start "
+                  f"{r[:, 2].mean():.3f} ± {r[:, 2].std():.3f} -> final {r[:, 3].mean():.3f} ± {r[:, 3].std():.3f} | "
+                  f"{r[:, 4].mean():.0f} s/fit", flush=True)
 
 
 if __name__ == "__main__":
