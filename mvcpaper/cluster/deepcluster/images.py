@@ -15,7 +15,6 @@ __all__ = ["load_image_tensor", "random_resized_crop", "random_crop_boxes", "cro
 
 def load_image_tensor(dataset, size: int, progress: bool = True) -> torch.Tensor:
     """Every image of ``dataset`` resized to ``size`` x ``size``: a uint8 tensor (n, 3, size, size)."""
-
     out = torch.empty((len(dataset), 3, size, size), dtype=torch.uint8)
     for i in tqdm(range(len(dataset)), desc=f"decode {dataset.name} at {size}px", unit="img", disable=not progress):
         img = dataset.load_image(i).resize((size, size), Image.BILINEAR)

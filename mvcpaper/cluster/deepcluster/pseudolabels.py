@@ -100,7 +100,6 @@ def pic_cluster(X: np.ndarray, n_neighbors: int = 5, sigma: float = 0.2, alpha: 
     ``v``. The number of clusters is found, not set. Singletons join the cluster of
     their nearest non-singleton neighbour.
     """
-
     X = np.asarray(X, dtype=np.float32)
     n = len(X)
     kn = min(n_neighbors, n - 1)

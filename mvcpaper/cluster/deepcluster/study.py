@@ -45,7 +45,6 @@ def conv_features(net: DeepClusterNet, images: torch.Tensor, max_dim: int = 2048
 
 def linear_probe(features: np.ndarray, labels, seed: int = 0, test_size: float = 0.5, C: float = 1.0) -> dict:
     """Logistic regression on frozen features: train on a stratified half, accuracy on the other half."""
-
     Xtr, Xte, ytr, yte = train_test_split(features, np.asarray(labels), test_size=test_size, random_state=seed,
                                           stratify=labels)
     scaler = StandardScaler().fit(Xtr)
@@ -58,8 +57,6 @@ def layer_study(net: DeepClusterNet, images: torch.Tensor, labels, seed: int = 0
                 probe: bool = True, n_init: int = 1) -> list[dict]:
     """Per conv layer: KMeans NMI with the true number of classes (best of ``n_init`` starts),
     and linear-probe accuracy."""
-
-
     labels = np.asarray(labels)
     k = len(np.unique(labels))
     recs = []
@@ -75,7 +72,6 @@ def layer_study(net: DeepClusterNet, images: torch.Tensor, labels, seed: int = 0
 @torch.no_grad()
 def nearest_neighbours(net: DeepClusterNet, images: torch.Tensor, queries, n: int = 5, layer: int = -1) -> np.ndarray:
     """For each query index, the ``n`` nearest other images (cosine, pooled conv ``layer`` features)."""
-
     f = l2_normalize(conv_features(net, images, max_dim=4096, layers=[layer])[0])
     sims = f[np.asarray(queries)] @ f.T
     sims[np.arange(len(sims)), np.asarray(queries)] = -np.inf
