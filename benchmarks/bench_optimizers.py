@@ -5,8 +5,11 @@ its Adam; DeepCluster's AlexNet at notebook 06's 64 px with 1000 outputs, its SG
 momentum and weight decay; JULE's 1280 -> 160 embedding, its SGD), one mini-batch's
 forward and backward (for scale) and the optimizer step with ``fused=True`` (what the
 package uses) and with PyTorch's default (a loop of element-wise passes per tensor),
-same gradients, the median of ``--repeats`` steps each. Synthetic inputs: only shapes
-matter. One process, nothing else running.
+same gradients, the median of ``--repeats`` steps each. The forward and backward pass's
+rate (its FLOPs counted by ``torch.utils.flop_counter``) is set against a 4096 x 4096
+float32 matrix product's, this CPU's practical ceiling: a network at that ceiling is
+bound by its arithmetic, and only less arithmetic makes it faster. Synthetic inputs: only
+shapes matter. One process, nothing else running.
 
 Usage: python benchmarks/bench_optimizers.py [--repeats 30]
 """
@@ -19,7 +22,9 @@ import time
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
+from mvcpaper._utils import cpu_label
 from mvcpaper.cluster.deepcluster import DeepClusterNet
 from mvcpaper.cluster.idec import MLPAutoencoder
 
@@ -32,6 +37,11 @@ def median_seconds(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
+
+
+def gemm_flops_per_second(repeats: int, n: int = 4096) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n ** 3 / median_seconds(lambda: a @ b, repeats)
 
 
 def networks():
@@ -54,21 +64,26 @@ def main():
     ap.add_argument("--repeats", type=int, default=30)
     a = ap.parse_args()
     torch.manual_seed(0)
+    gemm = gemm_flops_per_second(a.repeats)
     print(f"# optimizer steps, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} cores\n")
-    print("| network | parameters | forward + backward ms | default step ms | fused step ms | step speed-up "
-          "| update speed-up |\n|---|---:|---:|---:|---:|---:|---:|")
+          f"{os.cpu_count()} cores ({cpu_label()}); a 4096 x 4096 float32 matrix product: {gemm / 1e9:.0f} GFLOP/s\n")
+    print("| network | parameters | forward + backward ms | its GFLOP/s | of the product's | default step ms "
+          "| fused step ms | step speed-up | update speed-up |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, model, loss_fn, opt_cls, settings in networks():
         def backward(model=model, loss_fn=loss_fn):
             model.zero_grad(set_to_none=True)
             loss_fn().backward()
         backward_s = median_seconds(backward, a.repeats)
+        with FlopCounterMode(display=False) as counter:
+            backward()
+        rate = counter.get_total_flops() / backward_s
         steps = {}
         for fused in (False, True):
             opt = opt_cls(model.parameters(), fused=fused, **settings)
             steps[fused] = median_seconds(opt.step, a.repeats)
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"| {name} | {n_params / 1e6:.1f} M | {backward_s * 1e3:.1f} | {steps[False] * 1e3:.2f} "
+        print(f"| {name} | {n_params / 1e6:.1f} M | {backward_s * 1e3:.1f} | {rate / 1e9:.0f} | {rate / gemm:.0%} "
+              f"| {steps[False] * 1e3:.2f} "
               f"| {steps[True] * 1e3:.2f} | {steps[False] / steps[True]:.1f}x "
               f"| {(backward_s + steps[False]) / (backward_s + steps[True]):.2f}x |")
 
