@@ -1,6 +1,6 @@
-"""Every multi-view method's defaults on an image set the project was never developed on:
-scikit-learn's handwritten digits (1797 images of 8 x 8 pixels, 10 classes; shipped with
-scikit-learn, so it runs offline).
+"""The methods' defaults on an image set the project was never developed on: scikit-learn's
+handwritten digits (1797 images of 8 x 8 pixels, 10 classes; shipped with scikit-learn, so
+it runs offline).
 
 Usage::
 
@@ -12,10 +12,10 @@ class) and read back through the generic ``folder`` loader, as a user's own set 
 The views are the offline preset's: EfficientNet-Lite0/1/2 features, L2-normalised; CC is
 their concatenation (as in notebook 04). Rows: KMeans, JULE and IDEC on CC; DMVC-fix under
 JULE and under IDEC, and MVEC (Tao), on the three views; every method with its defaults
-(``make_method(name, 10, seed=s)``), unless ``--set`` changes some (for a diagnosis, never
-for a default: values read as Python literals, passed to every row run). Prints the NMI per seed, then the
-mean and std; for IDEC rows also the start (KMeans on the pretrained embedding, the first
-logged NMI). The labels are only used for the scores.
+(``make_method(name, 10, seed=s)``) unless ``--set`` changes some, for a diagnosis (values
+read as Python literals, passed to every row). Prints the NMI per seed, then the mean and
+std; for IDEC rows also the start (KMeans on the pretrained embedding, the first logged
+NMI). The labels are only used for the scores.
 """
 from __future__ import annotations
 
