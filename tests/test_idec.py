@@ -96,3 +96,14 @@ def test_import_flushes_denormals_in_every_cpu_thread():
             "d = torch.from_numpy(np.full(1 << 20, 1e-39, dtype=np.float32)); print(int((d * 1.0 != 0).sum()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[-1] == "0"
+
+
+def test_target_update_interval_is_counted_in_updates():
+    """The same number of updates between target renewals whatever the set's size."""
+    for n, interval in [(200, 35), (480, 18), (640, 14)]:  # ceil(140 / ceil(n / 64)) epochs
+        X, _ = curved_blobs(0, n=n)
+        model = IDEC(6, **dict(SMALL, pretrain_epochs=2, max_epochs=40, tol=0.0)).fit(X)
+        assert model.update_interval_ == interval
+        assert [h["epoch"] for h in model.history_ if "changed" in h] == list(range(0, 40, interval))
+    per_epoch = IDEC(6, **dict(SMALL, pretrain_epochs=2, max_epochs=3, tol=0.0, update_steps=None)).fit(X)
+    assert [h["epoch"] for h in per_epoch.history_ if "changed" in h] == [0, 1, 2]
