@@ -14,7 +14,7 @@ their concatenation (as in notebook 04). Rows: KMeans, JULE and IDEC on CC; DMVC
 JULE and under IDEC, and MVEC (Tao), on the three views; every method with its defaults
 (``make_method(name, 10, seed=s)``) unless ``--set`` changes some, for a diagnosis (values
 read as Python literals, passed to every row). Prints the NMI per seed, then the mean and
-std; for IDEC rows also the start (KMeans on the pretrained embedding, the first logged
+std; for IDEC rows also the starts (KMeans on the pretrained embedding, the first logged
 NMI). The labels are only used for the scores.
 """
 from __future__ import annotations
@@ -82,7 +82,8 @@ def main():
             scores.append(nmi(ds.labels, est.labels_))
             if "idec" in row:
                 starts.append(est.history_[0]["nmi"])
-        start = f"  start {np.mean(starts):.3f} ± {np.std(starts):.3f}" if starts else ""
+        start = (f"  start {' '.join(f'{v:.3f}' for v in starts)}  mean {np.mean(starts):.3f} ± {np.std(starts):.3f}"
+                 if starts else "")
         print(f"  {get_method(row).label:18s} {' '.join(f'{s:.3f}' for s in scores)}  mean {np.mean(scores):.3f} "
               f"± {np.std(scores):.3f}{start}  ({(time.perf_counter() - t0) / len(args.seeds):.0f} s/fit)",
               flush=True)
