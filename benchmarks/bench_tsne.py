@@ -4,12 +4,15 @@ Both embed the same input (the L2-normalised EfficientNet-Lite views concatenate
 50 dimensions, as :func:`mvcpaper.plots.tsne` does) with the same perplexity, PCA
 initialisation and seed; the quality measure is scikit-learn's trustworthiness with 10
 neighbours, computed against the 50-d input. One engine at a time, nothing else running.
+``--fft`` adds openTSNE forced to its FFT-interpolated gradients (what it picks by itself
+above 10,000 points) on the same neighbour graph.
 
-Usage: MVCPAPER_DATA=../shared/data python benchmarks/bench_tsne.py [--dataset coil100] [--seeds 0]
+Usage: MVCPAPER_DATA=../shared/data python benchmarks/bench_tsne.py [--dataset coil100] [--seeds 0] [--fft]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
@@ -29,6 +32,7 @@ def main():
     ap.add_argument("--dataset", default="coil100")
     ap.add_argument("--data-root", default=os.environ.get("MVCPAPER_DATA", "../shared/data"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--fft", action="store_true", help="add openTSNE with FFT-interpolated gradients")
     a = ap.parse_args()
     ds = load_dataset(a.dataset, root=a.data_root)
     X = np.concatenate([l2_normalize(extract_features(ds, b, progress=False)) for b in OFFLINE_BACKBONES], axis=1)
@@ -37,11 +41,14 @@ def main():
           f"{os.cpu_count()} cores ({cpu_label()})\n")
     print("| engine | seconds | trustworthiness (10 NN) | speed-up vs sklearn |\n|---|---:|---:|---:|")
     rows = {}
-    for engine in ("sklearn", "opentsne"):
+    engines = {e: TSNE_ENGINES[e] for e in ("sklearn", "opentsne")}
+    if a.fft:
+        engines["opentsne (FFT gradients)"] = functools.partial(TSNE_ENGINES["opentsne"], gradients="fft")
+    for engine, embed in engines.items():
         secs, trust = [], []
         for s in a.seeds:
             t0 = time.perf_counter()
-            Y = TSNE_ENGINES[engine](Z, 30.0, s)
+            Y = embed(Z, 30.0, s)
             secs.append(time.perf_counter() - t0)
             trust.append(trustworthiness(Z, Y, n_neighbors=10))
         rows[engine] = (np.mean(secs), np.mean(trust))

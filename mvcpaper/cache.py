@@ -241,14 +241,17 @@ def _package_dependencies(module) -> set:
 
 
 def code_stamp(obj) -> str:
-    """A digest of the source of every module of this package that ``obj`` (a class or an
-    instance) depends on: editing a method's code changes the stamp, so cached results of
-    the old code are not returned."""
-    cls = obj if inspect.isclass(obj) else type(obj)
+    """A digest of the source of every module of this package that ``obj`` (a class, an
+    instance or a function) depends on: editing a method's code changes the stamp, so cached
+    results of the old code are not returned."""
+    if inspect.isfunction(obj):
+        modules = [obj.__module__]
+    else:
+        modules = [klass.__module__ for klass in (obj if inspect.isclass(obj) else type(obj)).__mro__]
     names = set()
-    for klass in cls.__mro__:
-        if klass.__module__.split(".")[0] == __package__:
-            names |= _package_dependencies(sys.modules[klass.__module__])
+    for module in modules:
+        if module.split(".")[0] == __package__:
+            names |= _package_dependencies(sys.modules[module])
     h = hashlib.sha256()
     for name in sorted(names):
         h.update(name.encode())

@@ -200,3 +200,15 @@ def test_tsne_engines_keep_neighbourhoods_and_cache_apart(tmp_path):
     assert np.array_equal(tsne(X, engine="opentsne", cache_dir=tmp_path), maps["opentsne"])
     with pytest.raises(UnknownNameError, match="t-SNE engine"):
         tsne(X, engine="umap")
+
+
+def test_code_stamp_of_a_function_follows_its_module(tmp_path, monkeypatch):
+    from mvcpaper import plots
+    from mvcpaper.cache import code_stamp
+
+    engine = plots.TSNE_ENGINES["opentsne"]
+    before = code_stamp(engine)
+    edited = tmp_path / "plots.py"
+    edited.write_text(open(plots.__file__).read() + "\n# an edit\n")
+    monkeypatch.setattr(plots, "__file__", str(edited))
+    assert code_stamp(engine) != before
