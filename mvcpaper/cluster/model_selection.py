@@ -63,7 +63,7 @@ from sklearn.neighbors import kneighbors_graph
 
 from ..errors import MvcpaperError, UnknownNameError
 from . import make_method
-from .jule import JULE
+from .jule import JULE, graph_neighbours
 from .neighbours import nearest_neighbours
 
 __all__ = ["KEstimate", "K_ESTIMATORS", "estimate_k", "k_range", "CANDIDATES", "PartitionChoice",
@@ -178,8 +178,8 @@ def _jule_unlinked(views, ks, seed):
             break
         k = min(max(unlinked), ks[-1])
         found = k, np.array([est.merge_affinity_.get(c, 0.0) for c in ks])
-        fewer = max(3, len(X) // (2 * k))
-        if fewer >= k_s:
+        fewer = graph_neighbours(len(X), k, k_s)
+        if fewer == k_s:
             break
         k_s = fewer
     return found if found is not None else _highest(_silhouette)(views, ks, seed)
