@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from conftest import shared_data_or_skip
 
-from mvcpaper.cluster import jule, make_method
+from mvcpaper.cluster import jule as jule_module
+from mvcpaper.cluster import make_method
 from mvcpaper.data import load_dataset
 from mvcpaper.features import extract_features
 from mvcpaper.metrics import nmi
@@ -55,9 +56,9 @@ def test_jule_graph_of_half_the_mean_class_size_beats_twenty_neighbours_on_small
     ds = load_dataset("umist", root=root)
     keep = np.concatenate([np.flatnonzero(ds.labels == c)[:10] for c in range(ds.n_classes)])
     X, y = l2_normalize(extract_features(ds, "efficientnet_lite0", progress=False))[keep], ds.labels[keep]
-    assert jule.graph_neighbours(len(X), 20, 20) == 5
+    assert jule_module.graph_neighbours(len(X), 20, 20) == 5
     rule = make_method("jule", 20, seed=0, progress=False).fit(X)
-    monkeypatch.setattr(jule, "graph_neighbours", lambda n, k, most: most)
+    monkeypatch.setattr(jule_module, "graph_neighbours", lambda n, k, most: most)
     fixed = make_method("jule", 20, seed=0, progress=False).fit(X)
     assert (rule.k_s_, fixed.k_s_) == (5, 20)
     assert nmi(y, rule.labels_) > nmi(y, fixed.labels_) + 0.03, (nmi(y, rule.labels_), nmi(y, fixed.labels_))
