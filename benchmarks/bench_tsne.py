@@ -5,9 +5,12 @@ Both embed the same input (the L2-normalised EfficientNet-Lite views concatenate
 initialisation and seed; the quality measure is scikit-learn's trustworthiness with 10
 neighbours, computed against the 50-d input. One engine at a time, nothing else running.
 ``--fft`` adds openTSNE forced to its FFT-interpolated gradients (what it picks by itself
-above 10,000 points) on the same neighbour graph.
+above 10,000 points) on the same neighbour graph. ``--loose`` adds openTSNE with a coarser
+Barnes-Hut (``theta=1.0`` instead of 0.5) and half the iterations after the early
+exaggeration (250 instead of 500): how far settings alone take the speed-up.
 
 Usage: MVCPAPER_DATA=../shared/data python benchmarks/bench_tsne.py [--dataset coil100] [--seeds 0] [--fft]
+       [--loose]
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ def main():
     ap.add_argument("--data-root", default=os.environ.get("MVCPAPER_DATA", "../shared/data"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--fft", action="store_true", help="add openTSNE with FFT-interpolated gradients")
+    ap.add_argument("--loose", action="store_true", help="add openTSNE with theta 1.0 and 250 iterations")
     a = ap.parse_args()
     ds = load_dataset(a.dataset, root=a.data_root)
     X = np.concatenate([l2_normalize(extract_features(ds, b, progress=False)) for b in OFFLINE_BACKBONES], axis=1)
@@ -44,6 +48,9 @@ def main():
     engines = {e: TSNE_ENGINES[e] for e in ("sklearn", "opentsne")}
     if a.fft:
         engines["opentsne (FFT gradients)"] = functools.partial(TSNE_ENGINES["opentsne"], gradients="fft")
+    if a.loose:
+        engines["opentsne (theta 1.0, 250 iterations)"] = functools.partial(TSNE_ENGINES["opentsne"], theta=1.0,
+                                                                             n_iter=250)
     for engine, embed in engines.items():
         secs, trust = [], []
         for s in a.seeds:

@@ -202,6 +202,17 @@ def test_tsne_engines_keep_neighbourhoods_and_cache_apart(tmp_path):
         tsne(X, engine="umap")
 
 
+def test_opentsne_engine_passes_its_options_on():
+    from mvcpaper.plots import TSNE_ENGINES
+
+    rng = np.random.default_rng(0)
+    Z = (np.repeat(np.eye(3, 10) * 6, 30, axis=0) + rng.normal(size=(90, 10))).astype(np.float32)
+    embed = TSNE_ENGINES["opentsne"]
+    assert not np.allclose(embed(Z, 10.0, 0), embed(Z, 10.0, 0, theta=1.0, n_iter=50))
+    with pytest.raises(TypeError):
+        embed(Z, 10.0, 0, no_such_option=1)
+
+
 def test_code_stamp_of_a_function_follows_its_module(tmp_path, monkeypatch):
     from mvcpaper import plots
     from mvcpaper.cache import code_stamp
