@@ -46,11 +46,11 @@ def main():
     print("| engine | seconds | trustworthiness (10 NN) | speed-up vs sklearn |\n|---|---:|---:|---:|")
     rows = {}
     engines = {e: TSNE_ENGINES[e] for e in ("sklearn", "opentsne")}
+    opentsne = TSNE_ENGINES["opentsne"]
     if a.fft:
-        engines["opentsne (FFT gradients)"] = functools.partial(TSNE_ENGINES["opentsne"], gradients="fft")
+        engines["opentsne (FFT gradients)"] = functools.partial(opentsne, negative_gradient_method="fft")
     if a.loose:
-        engines["opentsne (theta 1.0, 250 iterations)"] = functools.partial(TSNE_ENGINES["opentsne"], theta=1.0,
-                                                                             n_iter=250)
+        engines["opentsne (theta 1.0, 250 iterations)"] = functools.partial(opentsne, theta=1.0, n_iter=250)
     for engine, embed in engines.items():
         secs, trust = [], []
         for s in a.seeds:
