@@ -7,7 +7,7 @@ from sklearn.datasets import make_blobs
 
 from mvcpaper.cluster import METHODS, TorchKMeans, _faiss, make_method
 from mvcpaper.cluster._faiss import openblas_coretype
-from mvcpaper.cluster.faiss_kmeans import kmeans_plusplus_batch
+from mvcpaper.cluster.faiss_kmeans import bounded_lloyd, kmeans_plusplus_batch
 from mvcpaper.cluster.kmeans import lloyd
 from mvcpaper.metrics import nmi
 
@@ -56,6 +56,44 @@ def test_faiss_kmeans_as_good_as_sklearn_and_deterministic(blobs):
     assert np.array_equal(fa.labels_, again.labels_)
     with pytest.raises(ValueError, match="'faiss' or 'sklearn'"):
         make_method("kmeans", 5, engine="cuml").fit(X)
+
+
+def _plain_lloyd(X, C, max_iter, tol):
+    """Textbook Lloyd in float64 (every distance, every iteration), scikit-learn's stopping rule."""
+    X, iterations, shift = X.astype(np.float64), 0, np.inf
+    while iterations < max_iter and shift > tol:
+        labels = ((X[:, None] - C[None]) ** 2).sum(-1).argmin(1)
+        new = np.stack([X[labels == j].mean(0) for j in range(len(C))])
+        shift, C, iterations = ((new - C) ** 2).sum(), new, iterations + 1
+    d = ((X[:, None] - C[None]) ** 2).sum(-1)
+    return C, d.argmin(1), d.min(1).sum(), iterations
+
+
+def test_bounded_lloyd_makes_lloyds_assignments():
+    # overlapping blobs: many iterations, and points near the borders that the bounds must not miss
+    X, _ = make_blobs(2000, n_features=16, centers=12, cluster_std=4.0, random_state=0)
+    X = X.astype(np.float32)
+    start = X[np.random.default_rng(0).choice(len(X), 12, replace=False)]
+    C, labels, inertia, iterations = bounded_lloyd(X, start, max_iter=300, tol=1e-6)
+    C_ref, labels_ref, inertia_ref, iterations_ref = _plain_lloyd(X, start.astype(np.float64), 300, 1e-6)
+    assert iterations == iterations_ref > 10
+    np.testing.assert_array_equal(labels, labels_ref)
+    np.testing.assert_allclose(C, C_ref, atol=1e-4)
+    assert inertia == pytest.approx(inertia_ref, rel=1e-5)
+    # stopped early, labels and inertia are still those of the centres returned
+    C, labels, inertia, iterations = bounded_lloyd(X, start, max_iter=3, tol=0.0)
+    d = ((X[:, None].astype(np.float64) - C[None]) ** 2).sum(-1)
+    assert iterations == 3
+    np.testing.assert_array_equal(labels, d.argmin(1))
+    assert inertia == pytest.approx(d.min(1).sum(), rel=1e-5)
+
+
+def test_bounded_lloyd_refills_empty_clusters():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (50, 2)), rng.normal(10, 1, (50, 2))]).astype(np.float32)
+    C0 = np.array([[0.0, 0.0], [10.0, 10.0], [1e3, 1e3], [-1e3, 1e3], [1e3, -1e3]], dtype=np.float32)
+    _, labels, _, _ = bounded_lloyd(X, C0, max_iter=50, tol=0.0)
+    assert (np.bincount(labels, minlength=5) > 0).all()
 
 
 def test_batched_kmeans_plusplus_spreads_each_seeding_over_the_blobs():

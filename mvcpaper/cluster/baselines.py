@@ -18,8 +18,9 @@ class KMeans(ClusterBase):
     """k-means (k-means++, ``n_init`` restarts, the lowest inertia kept) behind the project's interface.
 
     ``engine="faiss"`` (the default): every restart seeded in one pass per centre and refined
-    by faiss (:mod:`mvcpaper.cluster.faiss_kmeans`), 4.3-5.3x scikit-learn on COIL-100 at k=100
-    on 2 cores (``benchmarks/bench_kmeans.py``); ``"sklearn"``: scikit-learn's KMeans, for comparison.
+    by Lloyd's iterations with Hamerly's bounds on faiss (:mod:`mvcpaper.cluster.faiss_kmeans`),
+    8-9x scikit-learn on COIL-100 at k=100 on 2 cores (``benchmarks/bench_kmeans.py``);
+    ``"sklearn"``: scikit-learn's KMeans, for comparison.
     Both stop by scikit-learn's rule (``tol`` relative to the mean feature variance) or at
     ``max_iter``. Several views are concatenated. It runs on the CPU (``device`` is
     accepted for a uniform interface; ``torch_kmeans`` is the CUDA variant) and shows no

@@ -1,21 +1,23 @@
-"""k-means on faiss: k-means++ seeding of every restart at once, Lloyd iterations by faiss.
+"""k-means on faiss: k-means++ seeding of every restart at once, bounded Lloyd iterations.
 
-The cost of k-means on a few thousand images with k = 100 is mostly its seeding: greedy
-k-means++ reads the whole data set once per centre, and scikit-learn does that for each
-restart. :func:`kmeans_plusplus_batch` seeds all restarts together (one matrix product per
-centre for every restart's candidates), then :func:`faiss_lloyd` refines each seeding with
-faiss's Lloyd iterations, stopping by scikit-learn's rule (summed squared centre shift at
-most ``tol`` times the mean feature variance), checked every ``check_every`` iterations.
+The cost of k-means on a few thousand images with k = 100 is its seeding and the
+distances of every point to every centre at each Lloyd iteration. :func:`kmeans_plusplus_batch`
+seeds all restarts together (one matrix product per centre for every restart's
+candidates); :func:`bounded_lloyd` runs Lloyd's iterations with Hamerly's (2010) bounds,
+so that after the first few iterations faiss measures only the points whose nearest centre
+may have changed. The assignments are Lloyd's own; it stops by scikit-learn's rule (summed
+squared centre shift at most ``tol`` times the mean feature variance).
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+from scipy import sparse
 
 from ._faiss import faiss
 
-__all__ = ["kmeans_plusplus_batch", "faiss_lloyd", "faiss_kmeans"]
+__all__ = ["kmeans_plusplus_batch", "bounded_lloyd", "faiss_kmeans"]
 
 
 def _sq_dist(X: np.ndarray, x2: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -48,23 +50,87 @@ def kmeans_plusplus_batch(X: np.ndarray, k: int, n_init: int, rng: np.random.Gen
     return centres
 
 
-def faiss_lloyd(X: np.ndarray, centres: np.ndarray, max_iter: int, tol: float, seed: int = 0,
-                check_every: int = 5) -> tuple[np.ndarray, int]:
-    """Lloyd iterations by faiss from ``centres`` until the summed squared centre shift over
-    the last ``check_every`` iterations is at most ``tol`` (absolute) or ``max_iter`` is
-    reached: ``(centres, iterations)``. faiss splits a large cluster to refill an empty one."""
-    d, k = X.shape[1], centres.shape[0]
-    done = 0
-    while done < max_iter:
-        step = min(check_every, max_iter - done)
-        km = faiss.Kmeans(d, k, niter=step, seed=seed + done, min_points_per_centroid=1,
-                          max_points_per_centroid=X.shape[0], verbose=False)
-        km.train(X, init_centroids=centres)
-        shift = float(((km.centroids - centres) ** 2).sum())
-        centres, done = km.centroids.copy(), done + step
-        if shift <= tol:
+def _cluster_sums(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """The sum of the rows of ``X`` in each of ``k`` clusters, (k, d) in float64."""
+    onehot = sparse.csr_matrix((np.ones(len(labels), dtype=X.dtype), (labels, np.arange(len(labels)))),
+                               shape=(k, len(labels)))
+    return (onehot @ X).astype(np.float64)
+
+
+def bounded_lloyd(X: np.ndarray, centres: np.ndarray, max_iter: int,
+                  tol: float) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Lloyd's iterations from ``centres`` until the summed squared centre shift is at most
+    ``tol`` (absolute) or ``max_iter`` is reached: ``(centres, labels, inertia, iterations)``,
+    the labels and inertia those of the returned centres.
+
+    Hamerly's bounds (each point's distance to its centre from above, to the second nearest
+    from below, both moved by how far the centres moved) give Lloyd's assignments while
+    faiss measures only the points whose bounds cross. An empty cluster takes the point
+    farthest from its own centre, as in scikit-learn.
+    """
+    n, k = X.shape[0], centres.shape[0]
+    index = faiss.IndexFlatL2(X.shape[1])
+    everyone = np.arange(n)
+    sq_norms = (X.astype(np.float64) ** 2).sum(1)
+    # float32 distances are not exact: a point is measured again unless its bounds clear this
+    slack = 1e-5 * float(np.sqrt(sq_norms.max()))
+
+    def nearest_two(rows, C):
+        index.reset()
+        index.add(C)
+        sq_dist, nearest = index.search(X if len(rows) == n else X[rows], min(2, k))
+        dist = np.sqrt(np.maximum(sq_dist, 0.0)).astype(np.float64)
+        return nearest[:, 0], dist[:, 0], (dist[:, 1] if k > 1 else np.full(len(rows), np.inf))
+
+    C = np.array(centres, dtype=np.float32)
+    labels, upper, lower = nearest_two(everyone, C)
+    sums, iterations, converged = None, 0, False
+    while True:  # here ``labels`` are the nearest centres of ``C``
+        counts = np.bincount(labels, minlength=k)
+        done = converged or iterations == max_iter
+        if not done and (counts == 0).any():
+            _relocate(X, C, labels, upper, lower, counts)
+            sums = None
+        if sums is None:
+            sums = _cluster_sums(X, labels, k)
+        if done:
             break
-    return centres, done
+        iterations += 1
+        filled = counts > 0
+        new = C.copy()
+        new[filled] = sums[filled] / counts[filled, None]
+        shift = np.linalg.norm(new - C, axis=1).astype(np.float64)
+        C = new
+        converged = float((shift ** 2).sum()) <= tol
+        upper += shift[labels]
+        lower -= shift.max()
+        measured = np.flatnonzero(upper + slack > lower)
+        if 2 * len(measured) > n:
+            measured = everyone
+        before = labels[measured]
+        labels[measured], upper[measured], lower[measured] = nearest_two(measured, C)
+        changed = labels[measured] != before
+        moved = measured[changed]
+        if len(moved) > n // 4:
+            sums = None
+        elif len(moved):
+            sums += _cluster_sums(X[moved], labels[moved], k) - _cluster_sums(X[moved], before[changed], k)
+    C64 = C.astype(np.float64)  # the summed squared distances, from the clusters' sums
+    inertia = float(sq_norms.sum() - 2.0 * (C64 * sums).sum() + (counts * (C64 ** 2).sum(1)).sum())
+    return C, labels, max(inertia, 0.0), iterations
+
+
+def _relocate(X, C, labels, upper, lower, counts):
+    """Give each empty cluster the point farthest from its own centre (in place) and reset
+    every bound, so that the next iteration measures every point again."""
+    far = np.sqrt(((X - C[labels]) ** 2).sum(1))
+    far[counts[labels] < 2] = -1.0  # never empty another cluster
+    for j, p in zip(np.flatnonzero(counts == 0), np.argsort(far)[::-1]):
+        counts[labels[p]] -= 1
+        labels[p] = j
+        counts[j] += 1
+    upper[:] = np.inf
+    lower[:] = 0.0
 
 
 def faiss_kmeans(X, k: int, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4,
@@ -76,12 +142,8 @@ def faiss_kmeans(X, k: int, n_init: int = 10, max_iter: int = 300, tol: float = 
     rng = np.random.default_rng(seed)
     tol_abs = tol * float(X.var(0).mean())
     best = None
-    for run, start in enumerate(kmeans_plusplus_batch(X, k, n_init, rng)):
-        centres, n_iter = faiss_lloyd(X, start, max_iter, tol_abs, seed=seed + run)
-        index = faiss.IndexFlatL2(X.shape[1])
-        index.add(centres)
-        d, labels = index.search(X, 1)
-        inertia = float(d.sum())
+    for start in kmeans_plusplus_batch(X, k, n_init, rng):
+        centres, labels, inertia, n_iter = bounded_lloyd(X, start, max_iter, tol_abs)
         if best is None or inertia < best[2]:
-            best = (centres, labels.ravel().astype(np.int64), inertia, n_iter)
+            best = (centres, labels.astype(np.int64), inertia, n_iter)
     return best
