@@ -7,7 +7,7 @@ from sklearn.datasets import make_blobs
 
 from mvcpaper.cluster import METHODS, TorchKMeans, _faiss, make_method
 from mvcpaper.cluster._faiss import openblas_coretype
-from mvcpaper.cluster.faiss_kmeans import bounded_lloyd, kmeans_plusplus_batch
+from mvcpaper.cluster.faiss_kmeans import _relocate, bounded_lloyd, kmeans_plusplus_batch
 from mvcpaper.cluster.kmeans import lloyd
 from mvcpaper.metrics import nmi
 
@@ -94,6 +94,13 @@ def test_bounded_lloyd_refills_empty_clusters():
     C0 = np.array([[0.0, 0.0], [10.0, 10.0], [1e3, 1e3], [-1e3, 1e3], [1e3, -1e3]], dtype=np.float32)
     _, labels, _, _ = bounded_lloyd(X, C0, max_iter=50, tol=0.0)
     assert (np.bincount(labels, minlength=5) > 0).all()
+    # three pairs and two empty centres: one refill empties no other cluster
+    pairs = np.array([[0, 0], [0, 1], [10, 0], [10, 1], [5, 5], [5, 6]], dtype=np.float32)
+    C = np.array([[0, 0.5], [10, 0.5], [5, 5.5], [1e3, 1e3], [-1e3, 1e3]], dtype=np.float32)
+    labels, counts = np.array([0, 0, 1, 1, 2, 2]), np.array([2, 2, 2, 0, 0])
+    _relocate(pairs, C, labels, np.zeros(6), np.zeros(6), counts)
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=5))
+    assert (counts > 0).all()
 
 
 def test_batched_kmeans_plusplus_spreads_each_seeding_over_the_blobs():

@@ -123,9 +123,12 @@ def bounded_lloyd(X: np.ndarray, centres: np.ndarray, max_iter: int,
 def _relocate(X, C, labels, upper, lower, counts):
     """Give each empty cluster the point farthest from its own centre (in place) and reset
     every bound, so that the next iteration measures every point again."""
-    far = np.sqrt(((X - C[labels]) ** 2).sum(1))
-    far[counts[labels] < 2] = -1.0  # never empty another cluster
-    for j, p in zip(np.flatnonzero(counts == 0), np.argsort(far)[::-1]):
+    far = ((X - C[labels]) ** 2).sum(1)
+    candidates = iter(np.argsort(far)[::-1])
+    for j in np.flatnonzero(counts == 0):
+        p = next((p for p in candidates if counts[labels[p]] > 1), None)  # never empty another cluster
+        if p is None:  # fewer points than clusters
+            break
         counts[labels[p]] -= 1
         labels[p] = j
         counts[j] += 1
