@@ -71,7 +71,7 @@ def bounded_lloyd(X: np.ndarray, centres: np.ndarray, max_iter: int,
     n, k = X.shape[0], centres.shape[0]
     index = faiss.IndexFlatL2(X.shape[1])
     everyone = np.arange(n)
-    sq_norms = (X.astype(np.float64) ** 2).sum(1)
+    sq_norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)  # no float64 copy of X
     # float32 distances are not exact: a point is measured again unless its bounds clear this
     slack = 1e-5 * float(np.sqrt(sq_norms.max()))
 
