@@ -6,7 +6,8 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-__all__ = ["ClusterBase", "check_views", "check_n_clusters", "center_distances", "FewerClustersWarning"]
+__all__ = ["ClusterBase", "check_views", "check_n_clusters", "center_distances", "fill_empty_clusters",
+           "FewerClustersWarning"]
 
 
 class FewerClustersWarning(UserWarning):
@@ -56,6 +57,23 @@ def center_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Euclidean distance of every row to every centre, (n, k), without an (n, k, d) array."""
     d2 = (X * X).sum(1)[:, None] - 2.0 * X @ centers.T + (centers * centers).sum(1)[None, :]
     return np.sqrt(np.maximum(d2, 0.0))
+
+
+def fill_empty_clusters(labels: np.ndarray, d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Give every one of the ``k`` clusters a member, as scikit-learn relocates them: each
+    empty one takes the point farthest from its centre (``d``) among the clusters of two or
+    more, whose distance becomes 0. Exactly ``k`` clusters whenever there are ``k`` points."""
+    labels, d = labels.copy(), d.copy()
+    counts = np.bincount(labels, minlength=k)
+    farthest = iter(np.argsort(d, kind="stable")[::-1])
+    for j in np.flatnonzero(counts == 0):
+        p = next((p for p in farthest if counts[labels[p]] > 1), None)  # never empty another cluster
+        if p is None:  # fewer points than clusters
+            break
+        counts[labels[p]] -= 1
+        labels[p], d[p] = j, 0.0
+        counts[j] += 1
+    return labels, d
 
 
 class ClusterBase(ClusterMixin, BaseEstimator):

@@ -19,7 +19,7 @@ class KMeans(ClusterBase):
 
     ``engine="faiss"`` (the default): every restart seeded in one pass per centre and refined
     by Lloyd's iterations with Hamerly's bounds on faiss (:mod:`mvcpaper.cluster.faiss_kmeans`),
-    8-9x scikit-learn on COIL-100 at k=100 on 2 cores (``benchmarks/bench_kmeans.py``);
+    9-10x scikit-learn on COIL-100 at k=100 on 2 cores (``benchmarks/bench_kmeans.py``);
     ``"sklearn"``: scikit-learn's KMeans, for comparison.
     Both stop by scikit-learn's rule (``tol`` relative to the mean feature variance) or at
     ``max_iter``. Several views are concatenated. It runs on the CPU (``device`` is

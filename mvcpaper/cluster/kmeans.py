@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from .._utils import resolve_device
-from ._base import ClusterBase, center_distances
+from ._base import ClusterBase, center_distances, fill_empty_clusters
 
-__all__ = ["TorchKMeans", "kmeans_plusplus", "assign", "lloyd", "fill_empty_clusters"]
+__all__ = ["TorchKMeans", "kmeans_plusplus", "assign", "lloyd"]
 
 
 def _sq_norms(X):
@@ -78,23 +78,6 @@ def lloyd(X, C, max_iter: int, tol: float):
             break
     labels, d = assign(X, C)
     return C, labels, d, n_iter
-
-
-def fill_empty_clusters(labels: np.ndarray, d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Give every one of the ``k`` clusters a member: each empty one takes the point farthest
-    from its centre in the largest cluster (its distance becomes 0). With duplicated points
-    Lloyd's re-seeding can leave a cluster empty (a tie goes to the other centre); this keeps
-    exactly ``k`` clusters whenever there are at least ``k`` points."""
-    labels, d = labels.copy(), d.copy()
-    counts = np.bincount(labels, minlength=k)
-    for j in np.flatnonzero(counts == 0):
-        big = int(counts.argmax())
-        members = np.flatnonzero(labels == big)
-        i = members[d[members].argmax()]
-        labels[i], d[i] = j, 0.0
-        counts[big] -= 1
-        counts[j] += 1
-    return labels, d
 
 
 class TorchKMeans(ClusterBase):

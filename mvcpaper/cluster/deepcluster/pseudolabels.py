@@ -7,9 +7,9 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from .._base import check_n_clusters
+from .._base import check_n_clusters, fill_empty_clusters
 from .._faiss import faiss
-from ..kmeans import fill_empty_clusters, kmeans_plusplus, lloyd
+from ..kmeans import kmeans_plusplus, lloyd
 from ..neighbours import nearest_neighbours
 
 __all__ = ["pca_whiten", "kmeans_pseudolabels", "pic_cluster", "uniform_label_sampler"]
