@@ -21,7 +21,7 @@ from ._faiss import faiss
 
 __all__ = ["kmeans_plusplus_batch", "bounded_lloyd", "faiss_kmeans"]
 
-#: rows gathered at a time for a search (faiss itself takes queries in blocks of 4096)
+#: rows gathered at a time (faiss itself takes queries in blocks of 4096)
 _BLOCK = 8192
 
 
@@ -161,7 +161,9 @@ def bounded_lloyd(X: np.ndarray, centres: np.ndarray, max_iter: int, tol: float,
 def _relocate(X, C, labels, upper, lower):
     """Give each empty cluster a member (:func:`fill_empty_clusters`, in place) and reset every
     bound, so that the next iteration measures every point again."""
-    labels[:], _ = fill_empty_clusters(labels, ((X - C[labels]) ** 2).sum(1), len(C))
+    far = np.concatenate([((X[s:s + _BLOCK] - C[labels[s:s + _BLOCK]]) ** 2).sum(1)  # no (n, d) temporaries
+                          for s in range(0, len(X), _BLOCK)])
+    labels[:], _ = fill_empty_clusters(labels, far, len(C))
     upper[:] = np.inf
     lower[:] = 0.0
 
