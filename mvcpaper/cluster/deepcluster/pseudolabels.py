@@ -59,7 +59,8 @@ def kmeans_pseudolabels(X: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0
     which re-seeds it with the point farthest from its centre; on the tensor's device), or
     ``"auto"``: faiss for a CPU tensor, torch for a CUDA one (faiss-gpu is not installed
     by this package). If the final assignment still leaves a cluster empty (duplicated
-    points), the point farthest from its centre in the largest cluster is moved into it.
+    points), it takes the point farthest from its centre among the clusters of two or more
+    (``fill_empty_clusters``, scikit-learn's rule).
     Returns the labels and the mean squared distance to the assigned centre.
     """
     n = X.shape[0]
