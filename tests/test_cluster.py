@@ -114,11 +114,10 @@ def test_batched_kmeans_plusplus_spreads_each_seeding_over_the_blobs():
     seeds, labels, sq_dist = kmeans_plusplus_batch(X.astype(np.float32), 5, 4, np.random.default_rng(0))
     assert seeds.shape == (4, 5, X.shape[1]) and labels.shape == (4, 300) and sq_dist.shape == (4, 300, 2)
     for centres, near, dist in zip(seeds, labels, sq_dist):  # on well separated blobs: one centre in each
-        nearest = ((X[:, None] - centres[None]) ** 2).sum(-1).argmin(0)
-        assert len(set(y[nearest])) == 5
-        d = np.sort(((X[:, None] - centres[None]) ** 2).sum(-1), axis=1)  # Lloyd's first assignment
-        np.testing.assert_array_equal(near, ((X[:, None] - centres[None]) ** 2).sum(-1).argmin(1))
-        np.testing.assert_allclose(dist, d[:, :2], rtol=1e-4, atol=1e-4)
+        d = ((X[:, None] - centres[None]) ** 2).sum(-1)
+        assert len(set(y[d.argmin(0)])) == 5
+        np.testing.assert_array_equal(near, d.argmin(1))  # Lloyd's first assignment
+        np.testing.assert_allclose(dist, np.sort(d, axis=1)[:, :2], rtol=1e-4, atol=1e-4)
     assert not np.allclose(seeds[0], seeds[1])
 
 
