@@ -23,23 +23,19 @@ import os
 import time
 
 import numpy as np
-from openTSNE.affinity import PerplexityBasedNN
-from openTSNE.nearest_neighbors import PrecomputedNeighbors
 from sklearn.decomposition import PCA
 from sklearn.manifold import trustworthiness
 
 from mvcpaper._utils import cpu_label
-from mvcpaper.cluster.neighbours import nearest_neighbours
 from mvcpaper.data import load_dataset
 from mvcpaper.features import OFFLINE_BACKBONES, extract_features
-from mvcpaper.plots import TSNE_ENGINES
+from mvcpaper.plots import TSNE_ENGINES, tsne_affinities
 from mvcpaper.preprocessing import l2_normalize
 
 
 def shared_affinities(Z: np.ndarray, perplexity: float):
     """The symmetric P (sparse, summing to 1, no stored zeros) that every map is scored against."""
-    d2, idx = nearest_neighbours(Z, min(int(3 * perplexity), len(Z) - 1))
-    P = PerplexityBasedNN(perplexity=perplexity, knn_index=PrecomputedNeighbors(idx, np.sqrt(d2)), n_jobs=-1).P
+    P = tsne_affinities(Z, perplexity).P
     P = P / P.sum()
     P.eliminate_zeros()  # neighbours far beyond the perplexity's scale underflow to p = 0
     return P

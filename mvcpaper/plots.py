@@ -18,20 +18,25 @@ from .cache import code_stamp, entry_path, load_array, save_array, stable_hash
 from .cluster.neighbours import nearest_neighbours
 from .errors import UnknownNameError
 
-__all__ = ["tsne", "TSNE_ENGINES", "plot_embeddings", "plot_periods", "sample_grid", "save_figure", "class_palette"]
+__all__ = ["tsne", "tsne_affinities", "TSNE_ENGINES", "plot_embeddings", "plot_periods", "sample_grid", "save_figure",
+           "class_palette"]
+
+
+def tsne_affinities(Z: np.ndarray, perplexity: float, seed: int | None = None) -> PerplexityBasedNN:
+    """openTSNE's perplexity-calibrated affinities of ``Z`` on the 3 x perplexity nearest
+    neighbours found by faiss (exact up to 20,000 rows, as every graph of the package), not
+    openTSNE's Annoy: 0.2 s instead of 2 s on COIL-100."""
+    d2, idx = nearest_neighbours(Z, min(int(3 * perplexity), len(Z) - 1))
+    return PerplexityBasedNN(perplexity=perplexity, knn_index=PrecomputedNeighbors(idx, np.sqrt(d2)), n_jobs=-1,
+                             random_state=seed)
 
 
 def _opentsne(Z: np.ndarray, perplexity: float, seed: int, **options) -> np.ndarray:
-    # the 3 x perplexity nearest neighbours by faiss (exact up to 20,000 rows, as every
-    # graph of the package), not openTSNE's Annoy: 0.2 s instead of 2 s on COIL-100;
     # gradients: openTSNE's own choice by size, Barnes-Hut below 10,000 points and
     # FFT-interpolated (Linderman et al. 2019) above; all cores; ``options``: other openTSNE
     # settings (benchmarks only; the figures use openTSNE's defaults)
-    d2, idx = nearest_neighbours(Z, min(int(3 * perplexity), len(Z) - 1))
-    P = PerplexityBasedNN(perplexity=perplexity, knn_index=PrecomputedNeighbors(idx, np.sqrt(d2)), n_jobs=-1,
-                          random_state=seed)
     return np.asarray(OpenTSNE(2, initialization="pca", random_state=seed, n_jobs=-1, verbose=False,
-                               **options).fit(Z, affinities=P), dtype=np.float32)
+                               **options).fit(Z, affinities=tsne_affinities(Z, perplexity, seed)), dtype=np.float32)
 
 
 def _sklearn_tsne(Z: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
