@@ -129,7 +129,9 @@ class RunConfig:
 #: keeps IDEC's default of 1000 updates): what fits the CPU budget of the run
 _IDEC_CPU = {"max_steps": 200}
 _BOUNDED = {"idec": _IDEC_CPU, "dmvc_idec": _IDEC_CPU}
-_SMOKE = {"idec": {"pretrain_steps": 200, "max_steps": 100}, "dmvc_idec": {"pretrain_steps": 200, "max_steps": 100},
+#: every step of every notebook runs, at a budget of seconds (the tests run it)
+_IDEC_SMOKE = {"pretrain_steps": 50, "max_steps": 30}
+_SMOKE = {"idec": _IDEC_SMOKE, "dmvc_idec": _IDEC_SMOKE,
           "jule": {"epochs_per_period": 2}, "dmvc_jule": {"epochs_per_period": 2},
           "dmvc": {"epochs_per_period": 2}}
 

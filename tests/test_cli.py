@@ -112,8 +112,8 @@ def test_ctrl_c_stops_reproduce_with_one_line(tmp_path):
                             # as from a terminal: a runner started in the background ignores SIGINT,
                             # and its children would inherit that
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    for line in proc.stdout:  # the second notebook has started: stop it in the middle, as Ctrl-C does
-        if "[02_features] running" in line:
+    for line in proc.stdout:  # the first notebook has started: stop it in the middle, as Ctrl-C does
+        if "[01_datasets] running" in line:
             break
     time.sleep(2)
     os.killpg(proc.pid, signal.SIGINT)
