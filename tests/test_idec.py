@@ -61,6 +61,18 @@ def test_same_seed_same_labels():
     np.testing.assert_array_equal(a, b)
 
 
+def test_denoising_pretraining_is_seeded_and_changes_the_start():
+    X, _ = curved_blobs(1, n=200)
+    kw = dict(SMALL, pretrain_epochs=5, max_epochs=1)
+    clean = IDEC(6, random_state=3, **kw).fit(X)
+    a = IDEC(6, random_state=3, pretrain_noise=0.2, **kw).fit(X)
+    b = IDEC(6, random_state=3, pretrain_noise=0.2, **kw).fit(X)
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    assert not np.allclose(a.embedding_, clean.embedding_)
+    with pytest.raises(ValueError, match="pretrain_noise must be in"):
+        IDEC(6, pretrain_noise=1.0, **kw).fit(X)
+
+
 def test_bad_input():
     X, _ = curved_blobs(1, n=50)
     with pytest.raises(ValueError, match="larger than the number of samples"):
