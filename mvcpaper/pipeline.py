@@ -190,8 +190,9 @@ def multiview_step(cfg: RunConfig, out_dir, progress: bool = True):
             "the framework's partition of each view); MVEC (co-assoc.) is the average-linkage co-association "
             "consensus of the same partitions (mvec_coassoc). DMVC "
             "fine-tunes the last layers of each CNN (BackboneSpec.finetune_tail in mvcpaper.features). "
-            "IDEC's records repeat to the digit on one CPU model; on another they can move by about ±.015 "
-            "(its training carries the rounding of its k-means start on). "
+            "IDEC's records repeat to the digit on one CPU model; on another a record moved by up to .056 and a "
+            "cell by up to .017 (its training carries the rounding of its k-means start on; "
+            "scripts/compare_records.py). "
             f"Method settings: {cfg.method_params or 'defaults'}. {_views_note(cfg)}")
     if skipped:
         note += (f" DMVC not run on {', '.join(skipped)}: more than {cfg.dmvc_max_images_cpu} images on the CPU "
