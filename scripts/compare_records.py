@@ -6,9 +6,10 @@ Usage (in a clone, after ``make reproduce``, which overwrites ``tables/``)::
 
 For each ``tables/*_records.csv`` that both the working tree and ``--rev`` hold, records
 are matched on their identifying columns (every column but the metrics, timings and cache
-flags) and, per dataset and method (or per dataset and representation), it prints how
-many have the same NMI to the last digit, the largest change of a record and the largest
-change of a cell (a mean over seeds) they make up.
+flags) and, per group of them (seeds and views pooled: dataset and method, dataset and
+representation, network and layer), it prints how many have the same NMI to the last
+digit, the largest change of a record and the largest change of a cell (a mean over
+seeds) they make up.
 """
 from __future__ import annotations
 
@@ -35,12 +36,12 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, metric: str) -> pd.DataFrame:
     m["delta"] = m[f"{metric}_new"] - m[f"{metric}_old"]
     group = [c for c in keys if c not in POOLED]
     cell = [c for c in keys if c != "seed"]
-    cells = m.groupby(cell)["delta"].mean().groupby(group).agg(lambda d: d.abs().max())
+    records = m.groupby(group)["delta"]
     return pd.DataFrame({
-        "same": m.groupby(group)["delta"].agg(lambda d: int((d == 0).sum())),
-        "records": m.groupby(group).size(),
-        "max |change|": m.groupby(group)["delta"].agg(lambda d: d.abs().max()),
-        "max |cell change|": cells,
+        "same": records.agg(lambda d: int((d == 0).sum())),
+        "records": records.size(),
+        "max |change|": records.agg(lambda d: d.abs().max()),
+        "max |cell change|": m.groupby(cell)["delta"].mean().groupby(group).agg(lambda d: d.abs().max()),
     }).round(4)
 
 
