@@ -5,11 +5,12 @@ Usage::
     MVCPAPER_DATA=../shared/data python scripts/dmvc_vs_cc.py --datasets umist coil100:18 --seeds 0 1 2 3 4 5
 
 ``NAME:N`` keeps at most N images per class (evenly spaced; ``coil100:18`` is every 4th
-pose: 1800 images, 100 classes). The offline preset's cached features (EfficientNet-Lite0/1/2,
-L2-normalised) are the views. Rows: CC (JULE's network on the concatenation), DMVC-fix
-with its defaults, and the MVnet variants the default was chosen against (the paper's MLP
-branches with ReLU, 100 and 512 wide, without per-branch normalisation). Prints each
-row's NMI per seed, its mean and std, and seconds per fit.
+pose: 1800 images, 100 classes); ``NAME:N:C`` also keeps only the first C classes. The
+offline preset's cached features (EfficientNet-Lite0/1/2, L2-normalised) are the views.
+Rows: CC (JULE's network on the concatenation), DMVC-fix with its defaults, and the MVnet
+variants the default was chosen against (the paper's MLP branches with ReLU, 100 and 512
+wide, without per-branch normalisation). Prints each row's NMI per seed, its mean and
+std, and seconds per fit.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import time
 import numpy as np
 
 from mvcpaper.cluster import make_method
+from mvcpaper.data import parse_subset
 from mvcpaper.metrics import nmi
 from mvcpaper.presets import resolve
 
@@ -37,10 +39,9 @@ def main():
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     args = ap.parse_args()
     for spec in args.datasets:
-        name, _, per_class = spec.partition(":")
-        options = {name: {"max_per_class": int(per_class)}} if per_class else {}
+        name, options = parse_subset(spec)
         cfg = resolve("offline", datasets=[name])
-        cfg.dataset_options.update(options)
+        cfg.dataset_options[name] = options
         ds = cfg.load(name)
         views = list(cfg.views(ds, progress=False).values())
         print(f"\n{spec}: {len(ds)} images, {ds.n_classes} classes")

@@ -6,8 +6,9 @@ Usage::
         [--rows CC DMVC-fix] [--seeds 0 1 2] [--set max_steps=200 pretrain_steps=300]
 
 ``NAME:N`` keeps at most N images per class (evenly spaced; ``coil100:18``: 1800 images,
-100 classes). The offline preset's cached features (EfficientNet-Lite0/1/2, L2-normalised)
-are the views. Rows: each view and CC under IDEC, and DMVC-fix (IDEC) on the three views.
+100 classes); ``NAME:N:C`` also keeps only the first C classes (``coil100:72:10``: 10
+objects). The offline preset's cached features (EfficientNet-Lite0/1/2, L2-normalised) are
+the views. Rows: each view and CC under IDEC, and DMVC-fix (IDEC) on the three views.
 Per row and seed it prints KMeans on the row's input (CC for DMVC-fix), KMeans on that
 input's first ``embed_dim`` principal components (a linear bottleneck as wide as IDEC's
 embedding), IDEC's start (KMeans on the pretrained embedding), its final NMI, and the NMI
@@ -27,6 +28,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from mvcpaper.cluster import make_method
+from mvcpaper.data import parse_subset
 from mvcpaper.experiments import fit_cached
 from mvcpaper.metrics import nmi
 from mvcpaper.pipeline import feature_key
@@ -47,10 +49,9 @@ def main():
         name, _, value = item.partition("=")
         params[name] = ast.literal_eval(value)
     for spec in args.datasets:
-        name, _, per_class = spec.partition(":")
+        name, options = parse_subset(spec)
         cfg = resolve("offline", datasets=[name])
-        if per_class:
-            cfg.dataset_options[name] = {"max_per_class": int(per_class)}
+        cfg.dataset_options[name] = options
         ds = cfg.load(name)
         views = cfg.views(ds, progress=False)
         cc = np.concatenate(list(views.values()), axis=1)

@@ -15,6 +15,7 @@ from mvcpaper.data import (
     DatasetNotFoundError,
     load_dataset,
     make_synthetic,
+    parse_subset,
     read_voc2007,
 )
 from mvcpaper.data.download import (
@@ -180,6 +181,26 @@ def test_max_per_class_subsets_evenly(labelled_folder):
     ds = load_dataset("folder", root=root, max_per_class=2)
     assert len(ds) == 6 and ds.n_classes == 3
     assert [p.name for p in ds.paths[:2]] == ["0.png", "3.png"]
+
+
+def test_max_classes_keeps_the_first_classes(labelled_folder):
+    root, _ = labelled_folder
+    ds = load_dataset("folder", root=root, max_classes=2, max_per_class=3)
+    assert len(ds) == 6 and ds.n_classes == 2 and ds.info["max_classes"] == 2
+    assert [p.name for p in ds.paths] == ["0.png", "2.png", "3.png", "4.png", "6.png", "7.png"]
+
+
+@pytest.mark.parametrize("spec, expected", [("umist", ("umist", {})),
+                                            ("coil100:4", ("coil100", {"max_per_class": 4})),
+                                            ("coil100:72:10", ("coil100", {"max_per_class": 72, "max_classes": 10}))])
+def test_parse_subset(spec, expected):
+    assert parse_subset(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["coil100:", "coil100:x", "coil100:0", "coil100:1:2:3"])
+def test_parse_subset_rejects_bad_counts_in_one_line(spec):
+    with pytest.raises(ValueError, match="NAME:PER_CLASS:CLASSES with positive counts"):
+        parse_subset(spec)
 
 
 def test_synthetic_is_seeded():

@@ -34,7 +34,7 @@ from .loaders import (
 from .synthetic import make_synthetic
 
 __all__ = [
-    "DATASETS", "DatasetSpec", "ImageDataset", "load_dataset", "download_dataset", "data_root",
+    "DATASETS", "DatasetSpec", "ImageDataset", "load_dataset", "parse_subset", "download_dataset", "data_root",
     "list_datasets", "find_dataset_folder", "make_synthetic", "DatasetError", "DatasetNotFoundError",
     "CorruptImageError",
     "read_folder", "read_image_tree", "read_labelled_folder", "read_class_subfolders", "read_coil100_official",
@@ -179,6 +179,17 @@ def download_dataset(name: str, root: str | os.PathLike | None = None, progress:
     return folder
 
 
+def parse_subset(spec: str) -> tuple[str, dict]:
+    """``"NAME[:PER_CLASS[:CLASSES]]"`` (the scripts' ``--datasets``) as a data set name and
+    :func:`load_dataset` options: ``"coil100:4"`` keeps 4 images per class, ``"coil100:72:10"``
+    the first 10 objects with all their images."""
+    name, *counts = spec.split(":")
+    if len(counts) > 2 or not all(c.isdigit() and int(c) > 0 for c in counts):
+        raise ValueError(f"a data set is NAME, NAME:PER_CLASS or NAME:PER_CLASS:CLASSES with positive counts; "
+                         f"got {spec!r}")
+    return name, dict(zip(("max_per_class", "max_classes"), map(int, counts)))
+
+
 def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False, **options) -> ImageDataset:
     """Load a registered data set.
 
@@ -194,7 +205,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     **options
         Loader options: ``synthetic`` takes ``n_objects, n_poses, size, seed``;
         ``voc2007`` takes ``split`` and ``rule``; ``max_per_class`` (any set) keeps
-        at most that many images of each class, evenly spaced (for quick runs).
+        at most that many images of each class, evenly spaced (for quick runs);
+        ``max_classes`` (any set) keeps the first that many classes.
 
     Returns
     -------
@@ -203,6 +215,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     """
     spec = get_spec(name)
     max_per_class = options.pop("max_per_class", None)
+    max_classes = options.pop("max_classes", None)
     if name == "synthetic":
         ds = make_synthetic(**options)
     elif name == "folder":
@@ -238,4 +251,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
             keep += idx.tolist()
         ds = ds.subset(sorted(keep), name=ds.name)
         ds.info["max_per_class"] = max_per_class
+    if max_classes:
+        ds = ds.subset(np.flatnonzero(ds.labels < int(max_classes)), name=ds.name)
+        ds.info["max_classes"] = int(max_classes)
     return ds
