@@ -112,8 +112,9 @@ class RunConfig:
                  f"seeds {self.seeds}; methods {', '.join(self.methods)}"]
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
-    def load(self, name: str):
-        return load_dataset(name, root=self.data_root, **self.dataset_options.get(name, {}))
+    def load(self, name: str, **options):
+        """The data set ``name`` with the run's loader options, ``options`` added or overriding them."""
+        return load_dataset(name, root=self.data_root, **{**self.dataset_options.get(name, {}), **options})
 
     def features(self, dataset, backbone: str, normalize: bool = False, progress: bool = True) -> np.ndarray:
         X = extract_features(dataset, backbone, device=self.device, input_size=self.input_size,

@@ -41,8 +41,7 @@ def main():
     for spec in args.datasets:
         name, options = parse_subset(spec)
         cfg = resolve("offline", datasets=[name])
-        cfg.dataset_options[name] = options
-        ds = cfg.load(name)
+        ds = cfg.load(name, **options)
         views = list(cfg.views(ds, progress=False).values())
         print(f"\n{spec}: {len(ds)} images, {ds.n_classes} classes")
         for row in args.rows:

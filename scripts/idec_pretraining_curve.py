@@ -48,8 +48,7 @@ def main():
     for spec in args.datasets:
         name, options = parse_subset(spec)
         cfg = resolve("offline", datasets=[name])
-        cfg.dataset_options[name] = options
-        ds = cfg.load(name)
+        ds = cfg.load(name, **options)
         cc = np.concatenate(list(cfg.views(ds, progress=False).values()), axis=1)
         idec = IDEC(ds.n_classes)
         X = torch.as_tensor(cc / np.sqrt((cc ** 2).mean()), dtype=torch.float32)  # IDEC's scale="rms"

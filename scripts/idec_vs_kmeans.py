@@ -51,8 +51,7 @@ def main():
     for spec in args.datasets:
         name, options = parse_subset(spec)
         cfg = resolve("offline", datasets=[name])
-        cfg.dataset_options[name] = options
-        ds = cfg.load(name)
+        ds = cfg.load(name, **options)
         views = cfg.views(ds, progress=False)
         cc = np.concatenate(list(views.values()), axis=1)
         print(f"\n{spec}: {len(ds)} images, {ds.n_classes} classes; IDEC settings: the offline preset's "

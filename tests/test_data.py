@@ -27,6 +27,7 @@ from mvcpaper.data.download import (
     file_digest,
     safe_extract,
 )
+from mvcpaper.presets import resolve
 
 # ----------------------------------------------------------------------------- generic layouts
 
@@ -188,6 +189,13 @@ def test_max_classes_keeps_the_first_classes(labelled_folder):
     ds = load_dataset("folder", root=root, max_classes=2, max_per_class=3)
     assert len(ds) == 6 and ds.n_classes == 2 and ds.info["max_classes"] == 2
     assert [p.name for p in ds.paths] == ["0.png", "2.png", "3.png", "4.png", "6.png", "7.png"]
+
+
+def test_run_config_load_adds_options_to_the_presets(tmp_path):
+    cfg = resolve("smoke", cache_dir=tmp_path)  # the preset's synthetic set: 6 objects x 10 poses
+    assert len(cfg.load("synthetic")) == 60
+    ds = cfg.load("synthetic", max_per_class=3, n_objects=4)
+    assert len(ds) == 12 and ds.n_classes == 4
 
 
 @pytest.mark.parametrize("spec, expected", [("umist", ("umist", {})),
