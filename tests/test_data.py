@@ -191,6 +191,13 @@ def test_max_classes_keeps_the_first_classes(labelled_folder):
     assert [p.name for p in ds.paths] == ["0.png", "2.png", "3.png", "4.png", "6.png", "7.png"]
 
 
+@pytest.mark.parametrize("option", ["max_per_class", "max_classes"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, "3"])
+def test_subset_options_must_be_positive_integers(labelled_folder, option, value):
+    with pytest.raises(ValueError, match=f"{option} must be a positive integer"):
+        load_dataset("folder", root=labelled_folder[0], **{option: value})
+
+
 def test_run_config_load_adds_options_to_the_presets(tmp_path):
     cfg = resolve("smoke", cache_dir=tmp_path)  # the preset's synthetic set: 6 objects x 10 poses
     assert len(cfg.load("synthetic")) == 60

@@ -216,6 +216,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     spec = get_spec(name)
     max_per_class = options.pop("max_per_class", None)
     max_classes = options.pop("max_classes", None)
+    for option, value in (("max_per_class", max_per_class), ("max_classes", max_classes)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{option} must be a positive integer (or None for all); got {value!r}")
     if name == "synthetic":
         ds = make_synthetic(**options)
     elif name == "folder":
